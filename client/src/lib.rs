@@ -1,0 +1,1 @@
+//! tokenops client (work in progress).

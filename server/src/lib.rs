@@ -1,0 +1,1 @@
+//! tokenops server (work in progress).

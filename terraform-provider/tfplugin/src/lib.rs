@@ -1,0 +1,1 @@
+//! Terraform plugin protocol layer (work in progress).

@@ -1,0 +1,161 @@
+//! The token value format: `<prefix>_<random><checksum>`.
+//!
+//! * `random` is 22 base62 characters (≈131 bits) drawn from the OS random source;
+//! * `checksum` is the CRC32 of `<prefix>_<random>`, as 6 base62 characters.
+//!
+//! The checksum lets the server reject mistyped or made-up values without a
+//! storage lookup, and gives secret scanners a way to confirm a leaked token.
+//! Nothing here ever formats a full value into an error message.
+
+const ALPHABET: &[u8; 62] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+/// Number of random base62 characters in a token.
+pub const RANDOM_LEN: usize = 22;
+/// Number of base62 characters of the CRC32 checksum (62^6 > 2^32).
+pub const CHECKSUM_LEN: usize = 6;
+/// The default prefix, `tko`.
+pub const DEFAULT_PREFIX: &str = "tko";
+
+/// Why a string is not a well-formed token. Carries no part of the value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum FormatError {
+    #[error("token does not have the form <prefix>_<random><checksum>")]
+    Shape,
+    #[error("token prefix is not the one this server issues")]
+    Prefix,
+    #[error("token checksum does not match")]
+    Checksum,
+}
+
+/// Whether `prefix` is acceptable as a token prefix: 1–16 lowercase letters or digits, starting with a letter.
+pub fn valid_prefix(prefix: &str) -> bool {
+    (1..=16).contains(&prefix.len())
+        && prefix.as_bytes()[0].is_ascii_lowercase()
+        && prefix.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+}
+
+fn checksum(body: &str) -> [u8; CHECKSUM_LEN] {
+    let mut n = crc32fast::hash(body.as_bytes());
+    let mut out = [b'0'; CHECKSUM_LEN];
+    for slot in out.iter_mut().rev() {
+        *slot = ALPHABET[(n % 62) as usize];
+        n /= 62;
+    }
+    out
+}
+
+/// Generates a new token value with the given prefix from the OS random source.
+///
+/// # Panics
+/// If the operating system cannot provide randomness (there is no safe fallback).
+pub fn generate(prefix: &str) -> String {
+    let mut out = String::with_capacity(prefix.len() + 1 + RANDOM_LEN + CHECKSUM_LEN);
+    out.push_str(prefix);
+    out.push('_');
+    let mut chars = 0;
+    let mut buf = [0u8; 64];
+    while chars < RANDOM_LEN {
+        getrandom::fill(&mut buf).expect("the OS random source is unavailable");
+        for &b in &buf {
+            // 248 = 4 * 62: rejecting the rest keeps every character equally likely.
+            if b < 248 && chars < RANDOM_LEN {
+                out.push(ALPHABET[(b % 62) as usize] as char);
+                chars += 1;
+            }
+        }
+    }
+    let sum = checksum(&out);
+    out.push_str(std::str::from_utf8(&sum).expect("alphabet is ASCII"));
+    out
+}
+
+/// Checks the shape, prefix and checksum of a token value without any lookup.
+///
+/// ```
+/// use tokenops_types::secret::{check, generate, FormatError};
+/// let value = generate("tko");
+/// assert!(check(&value, "tko").is_ok());
+/// assert_eq!(check("tko_notatoken", "tko"), Err(FormatError::Shape));
+/// ```
+pub fn check(value: &str, expected_prefix: &str) -> Result<(), FormatError> {
+    let (prefix, rest) = value.split_once('_').ok_or(FormatError::Shape)?;
+    if rest.len() != RANDOM_LEN + CHECKSUM_LEN || !rest.bytes().all(|b| b.is_ascii_alphanumeric()) {
+        return Err(FormatError::Shape);
+    }
+    if prefix != expected_prefix {
+        return Err(FormatError::Prefix);
+    }
+    let body_len = value.len() - CHECKSUM_LEN;
+    if checksum(&value[..body_len]).as_slice() != &value.as_bytes()[body_len..] {
+        return Err(FormatError::Checksum);
+    }
+    Ok(())
+}
+
+/// The only form of a value ever shown after creation: `tko_…a1B2` (prefix and
+/// the last four characters, which belong to the checksum and carry no entropy
+/// of the random part).
+pub fn mask(value: &str) -> String {
+    let prefix = value.split_once('_').map(|(p, _)| p).unwrap_or("");
+    let tail: String = value.chars().rev().take(4).collect::<Vec<_>>().into_iter().rev().collect();
+    format!("{prefix}_…{tail}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn generated_values_have_the_documented_shape() {
+        let v = generate("tko");
+        assert!(v.starts_with("tko_"));
+        assert_eq!(v.len(), 4 + RANDOM_LEN + CHECKSUM_LEN);
+        assert_eq!(check(&v, "tko"), Ok(()));
+        assert_ne!(generate("tko"), v, "two values must differ");
+    }
+
+    #[test]
+    fn a_single_changed_character_fails_the_checksum() {
+        let v = generate("tko");
+        let mut bytes = v.clone().into_bytes();
+        let i = 6;
+        bytes[i] = if bytes[i] == b'a' { b'b' } else { b'a' };
+        let changed = String::from_utf8(bytes).unwrap();
+        assert_eq!(check(&changed, "tko"), Err(FormatError::Checksum));
+    }
+
+    #[test]
+    fn wrong_prefix_and_shape_are_told_apart() {
+        let v = generate("abc");
+        assert_eq!(check(&v, "tko"), Err(FormatError::Prefix));
+        assert_eq!(check("tko_short", "tko"), Err(FormatError::Shape));
+        assert_eq!(check("no-underscore", "tko"), Err(FormatError::Shape));
+        assert_eq!(check(&format!("{v}!"), "abc"), Err(FormatError::Shape));
+    }
+
+    #[test]
+    fn mask_keeps_only_prefix_and_tail() {
+        let v = generate("tko");
+        let m = mask(&v);
+        assert!(m.starts_with("tko_…"));
+        assert!(v.ends_with(&m["tko_…".len()..]));
+        assert_eq!(m.chars().count(), "tko_…".chars().count() + 4);
+    }
+
+    #[test]
+    fn prefixes_are_validated() {
+        assert!(valid_prefix("tko"));
+        assert!(valid_prefix("acme2"));
+        assert!(!valid_prefix(""));
+        assert!(!valid_prefix("Tko"));
+        assert!(!valid_prefix("t_k"));
+        assert!(!valid_prefix("2abc"));
+    }
+
+    proptest! {
+        #[test]
+        fn check_never_panics(s in "\\PC{0,40}") {
+            let _ = check(&s, "tko");
+        }
+    }
+}
