@@ -1,1 +1,239 @@
-//! tokenops server (work in progress).
+//! The tokenops token backend: named, scoped, expiring API tokens behind a
+//! JSON HTTP API, stored as hashes in SQLite (default) or PostgreSQL.
+//!
+//! `app` builds the router (tests drive it over real HTTP), `Server::start`
+//! binds and runs it with background tasks, and `bootstrap` creates the first
+//! owner token. The binary in `main.rs` is a thin layer of flags over these.
+
+pub mod api;
+pub mod auth;
+pub mod config;
+pub mod error;
+pub mod extract;
+pub mod metrics;
+pub mod notify;
+pub mod openapi;
+pub mod state;
+pub mod store;
+pub mod validate;
+pub mod verify;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use axum::extract::DefaultBodyLimit;
+use axum::routing::{get, post};
+use axum::Router;
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+
+pub use config::{Policy, ServerConfig};
+use error::ApiError;
+pub use state::AppState;
+use store::{NewAudit, Store, TokenRow};
+
+/// The HTTP application.
+pub fn app(state: AppState) -> Router {
+    let limit = state.policy.max_body_bytes;
+    Router::new()
+        .route("/v1/tokens", post(api::create_token).get(api::list_tokens))
+        .route("/v1/tokens/revoke", post(api::bulk_revoke))
+        .route(
+            "/v1/tokens/{id}",
+            get(api::get_token).patch(api::update_token).delete(api::delete_token),
+        )
+        .route("/v1/tokens/{id}/regenerate", post(api::regenerate_token))
+        .route("/v1/tokens/{id}/revoke", post(api::revoke_token))
+        .route("/v1/whoami", get(api::whoami))
+        .route("/v1/verify", post(api::verify))
+        .route("/v1/audit", get(api::audit_log))
+        .route("/openapi.json", get(openapi::serve_document))
+        .route("/healthz", get(api::healthz))
+        .route("/readyz", get(api::readyz))
+        .route("/metrics", get(api::metrics))
+        .fallback(|| async { ApiError::not_found("route") })
+        .method_not_allowed_fallback(|| async {
+            let mut e = ApiError::forbidden("method not allowed on this route");
+            e.status = axum::http::StatusCode::METHOD_NOT_ALLOWED;
+            e.code = tokenops_types::codes::METHOD_NOT_ALLOWED;
+            e
+        })
+        .layer(axum::middleware::from_fn_with_state(state.clone(), metrics::track))
+        .layer(DefaultBodyLimit::max(limit))
+        .with_state(state)
+}
+
+/// A running server: its address, and a handle to stop it gracefully.
+pub struct Server {
+    pub addr: SocketAddr,
+    pub state: AppState,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    task: JoinHandle<anyhow::Result<()>>,
+}
+
+impl Server {
+    /// Opens storage, binds `config.listen` and serves until [`Server::stop`].
+    pub async fn start(config: ServerConfig) -> anyhow::Result<Server> {
+        config.policy.check()?;
+        let store = Store::connect(&config.database, config.policy.sqlite_synchronous).await?;
+        let listener = TcpListener::bind(config.listen)
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.listen))?;
+        let addr = listener.local_addr()?;
+        let state = AppState::new(store, config.policy);
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(run(listener, state.clone(), async move {
+            let _ = rx.await;
+        }));
+        Ok(Server { addr, state, shutdown: Some(tx), task })
+    }
+
+    /// `http://<addr>`.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Stops accepting, lets in-flight requests finish, flushes last-used times.
+    pub async fn stop(mut self) -> anyhow::Result<()> {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        (&mut self.task).await?
+    }
+}
+
+/// Serves on `listener` until `shutdown` resolves, then drains and flushes.
+pub async fn run(
+    listener: TcpListener,
+    state: AppState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    state.notifier.spawn_listener(state.store.url().to_string(), state.verifier.clone());
+    let flusher = {
+        let state = state.clone();
+        let every = state.policy.last_used_flush_interval.0;
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                if let Err(e) = state.verifier.flush_last_used().await {
+                    tracing::warn!(error = %e, "could not write last-used times; will retry");
+                }
+                state.metrics.last_used_pending.set(i64::try_from(state.verifier.pending_count()).unwrap_or(0));
+            }
+        })
+    };
+    let router = app(state.clone());
+    use axum::serve::ListenerExt;
+    let listener = listener.tap_io(|tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
+    let served = axum::serve(listener, router.into_make_service())
+        .with_graceful_shutdown(shutdown)
+        .await;
+    flusher.abort();
+    let flushed = state.verifier.flush_last_used().await;
+    if let Err(e) = &flushed {
+        tracing::error!(error = %e, "could not write last-used times at shutdown");
+    }
+    state.store.close().await;
+    served?;
+    flushed.map(|_| ())
+}
+
+/// Resolves on SIGTERM or SIGINT.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+    tracing::info!("shutting down: finishing in-flight requests");
+}
+
+/// Options of `tokenops-server bootstrap`.
+#[derive(Debug, Clone)]
+pub struct BootstrapOptions {
+    pub project: String,
+    pub name: String,
+    /// Defaults to the policy's maximum lifetime.
+    pub lifetime: Option<Duration>,
+}
+
+/// Creates an owner token directly in storage and returns its value.
+pub async fn bootstrap(database: &str, policy: &Policy, opts: &BootstrapOptions) -> anyhow::Result<String> {
+    policy.check()?;
+    validate::project(&opts.project).map_err(|e| anyhow::anyhow!("--project: {}", e.detail))?;
+    validate::name("name", &opts.name).map_err(|e| anyhow::anyhow!("--name: {}", e.detail))?;
+    let lifetime = opts.lifetime.unwrap_or(policy.max_lifetime.0);
+    if lifetime > policy.max_lifetime.0 || lifetime.is_zero() {
+        anyhow::bail!(
+            "--lifetime: must be greater than zero and at most the policy's max_lifetime ({})",
+            tokenops_types::format_duration(policy.max_lifetime.0)
+        );
+    }
+    let store = Store::connect(database, policy.sqlite_synchronous).await?;
+    let (role, scopes) = if policy.roles.get("owner").is_some_and(|p| p.iter().any(|p| p == "*")) {
+        (Some("owner".to_string()), vec![])
+    } else {
+        (None, vec!["*".to_string()])
+    };
+    let value = tokenops_types::secret::generate(&policy.token_prefix);
+    let now = store::now_us();
+    let lifetime_us = i64::try_from(lifetime.as_micros())?;
+    let row = TokenRow {
+        id: {
+            let mut id = String::from("tok_");
+            tokenops_types::secret::push_random_base62(&mut id, 16);
+            id
+        },
+        project: opts.project.clone(),
+        name: opts.name.clone(),
+        description: Some("created by tokenops-server bootstrap".to_string()),
+        role,
+        scopes,
+        resources: Default::default(),
+        labels: [("created-by".to_string(), "bootstrap".to_string())].into_iter().collect(),
+        secret_hash: hex::encode(verify::hash_value(policy.hash_key.as_deref(), &value)),
+        masked: tokenops_types::secret::mask(&value),
+        prev_hash: None,
+        prev_valid_until: None,
+        lifetime_us: Some(lifetime_us),
+        expires_at: Some(now + lifetime_us),
+        revoked_at: None,
+        created_at: now,
+        updated_at: now,
+        last_used_at: None,
+        regenerated_at: None,
+        generation: 0,
+        create_key: None,
+        create_digest: None,
+        regen_key: None,
+        regen_digest: None,
+    };
+    let audit = NewAudit {
+        project: row.project.clone(),
+        actor: "bootstrap".to_string(),
+        action: "token.create",
+        token_id: Some(row.id.clone()),
+        detail: serde_json::json!({"name": row.name, "role": row.role, "bootstrap": true}),
+    };
+    store.insert_token(&row, audit).await?;
+    store.close().await;
+    Ok(value)
+}

@@ -277,7 +277,6 @@ pub struct BulkRevokeResponse {
 /// One page of a list.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-#[cfg_attr(feature = "openapi", aliases(TokenPage = Page<Token>, AuditPage = Page<AuditEvent>))]
 pub struct Page<T> {
     pub items: Vec<T>,
     /// Pass as `page_token` to get the next page; absent on the last page.

@@ -43,6 +43,25 @@ fn checksum(body: &str) -> [u8; CHECKSUM_LEN] {
     out
 }
 
+/// Appends `len` uniformly random base62 characters from the OS random source.
+///
+/// # Panics
+/// If the operating system cannot provide randomness (there is no safe fallback).
+pub fn push_random_base62(out: &mut String, len: usize) {
+    let mut chars = 0;
+    let mut buf = [0u8; 64];
+    while chars < len {
+        getrandom::fill(&mut buf).expect("the OS random source is unavailable");
+        for &b in &buf {
+            // 248 = 4 * 62: rejecting the rest keeps every character equally likely.
+            if b < 248 && chars < len {
+                out.push(ALPHABET[(b % 62) as usize] as char);
+                chars += 1;
+            }
+        }
+    }
+}
+
 /// Generates a new token value with the given prefix from the OS random source.
 ///
 /// # Panics
@@ -51,18 +70,7 @@ pub fn generate(prefix: &str) -> String {
     let mut out = String::with_capacity(prefix.len() + 1 + RANDOM_LEN + CHECKSUM_LEN);
     out.push_str(prefix);
     out.push('_');
-    let mut chars = 0;
-    let mut buf = [0u8; 64];
-    while chars < RANDOM_LEN {
-        getrandom::fill(&mut buf).expect("the OS random source is unavailable");
-        for &b in &buf {
-            // 248 = 4 * 62: rejecting the rest keeps every character equally likely.
-            if b < 248 && chars < RANDOM_LEN {
-                out.push(ALPHABET[(b % 62) as usize] as char);
-                chars += 1;
-            }
-        }
-    }
+    push_random_base62(&mut out, RANDOM_LEN);
     let sum = checksum(&out);
     out.push_str(std::str::from_utf8(&sum).expect("alphabet is ASCII"));
     out

@@ -1,0 +1,197 @@
+//! Server settings: where to listen, which database, and the token policy.
+//!
+//! `listen` and `database` come from flags or the environment; the policy comes
+//! from an optional TOML file. Every setting has a default, so
+//! `tokenops-server serve` alone runs with an embedded SQLite file.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::Duration;
+
+use serde::Deserialize;
+use tokenops_types::GoDuration;
+
+/// Per-token request rate limit.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimit {
+    /// Sustained requests per second allowed for one token.
+    pub requests_per_second: u32,
+    /// Requests allowed in a burst; defaults to `requests_per_second`.
+    #[serde(default)]
+    pub burst: Option<u32>,
+}
+
+/// How SQLite commits reach the disk.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum SqliteSync {
+    /// Commits survive a crash of the server process (the WAL default).
+    #[default]
+    Normal,
+    /// Commits also survive a power loss, at the cost of an fsync per commit.
+    Full,
+}
+
+/// The policy every token request is checked against.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Policy {
+    /// Prefix of issued values (`tko` → `tko_…`).
+    pub token_prefix: String,
+    /// Whether every token must expire.
+    pub require_expiry: bool,
+    /// Longest lifetime a token may be given.
+    pub max_lifetime: GoDuration,
+    /// Role name → permission patterns.
+    pub roles: BTreeMap<String, Vec<String>>,
+    /// Resource types tokens may be limited to.
+    pub resource_types: Vec<String>,
+    /// Per-token request rate limit; off when absent.
+    pub rate_limit: Option<RateLimit>,
+    /// How often coalesced `last_used_at` updates are written.
+    pub last_used_flush_interval: GoDuration,
+    /// Largest accepted request body in bytes (larger → 413).
+    pub max_body_bytes: usize,
+    /// How many verified tokens the in-memory verification cache holds.
+    pub cache_capacity: u64,
+    /// Longest time a cached verification is trusted without a storage read
+    /// (bounds staleness between replicas if a change notification is lost).
+    pub cache_ttl: GoDuration,
+    /// Optional server key: values are then hashed with HMAC-SHA-256 instead of SHA-256.
+    /// Changing it invalidates every existing token.
+    pub hash_key: Option<String>,
+    /// SQLite durability (`normal` or `full`).
+    pub sqlite_synchronous: SqliteSync,
+}
+
+impl Default for Policy {
+    fn default() -> Self {
+        let roles = [
+            ("owner", vec!["*"]),
+            ("read-only", vec!["*:read"]),
+            ("accounting", vec!["billing:read", "usage:read"]),
+            ("token-admin", vec!["tokens:*"]),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.into_iter().map(String::from).collect()))
+        .collect();
+        Policy {
+            token_prefix: tokenops_types::secret::DEFAULT_PREFIX.to_string(),
+            require_expiry: true,
+            max_lifetime: GoDuration(Duration::from_secs(365 * 86_400)),
+            roles,
+            resource_types: ["device", "device_group", "site"].map(String::from).to_vec(),
+            rate_limit: None,
+            last_used_flush_interval: GoDuration(Duration::from_secs(10)),
+            max_body_bytes: 64 * 1024,
+            cache_capacity: 250_000,
+            cache_ttl: GoDuration(Duration::from_secs(60)),
+            hash_key: None,
+            sqlite_synchronous: SqliteSync::Normal,
+        }
+    }
+}
+
+impl Policy {
+    /// Parses and checks a policy file's text.
+    pub fn from_toml(text: &str) -> anyhow::Result<Policy> {
+        let policy: Policy = toml::from_str(text)?;
+        policy.check()?;
+        Ok(policy)
+    }
+
+    /// Reads a policy file.
+    pub fn load(path: &Path) -> anyhow::Result<Policy> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| anyhow::anyhow!("cannot read config file {}: {e}", path.display()))?;
+        Self::from_toml(&text).map_err(|e| anyhow::anyhow!("config file {}: {e}", path.display()))
+    }
+
+    /// Rejects settings that cannot work, naming the setting.
+    pub fn check(&self) -> anyhow::Result<()> {
+        use anyhow::bail;
+        if !tokenops_types::secret::valid_prefix(&self.token_prefix) {
+            bail!("token_prefix: 1-16 lowercase letters or digits, starting with a letter");
+        }
+        if self.max_lifetime.0.is_zero() {
+            bail!("max_lifetime: must be greater than zero");
+        }
+        for (role, perms) in &self.roles {
+            for p in perms {
+                if tokenops_types::permission::parse(p).is_err() {
+                    bail!("roles.{role}: {p:?} is not a permission pattern <resource>:<action>");
+                }
+            }
+        }
+        for t in &self.resource_types {
+            if t.is_empty() || !t.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-') {
+                bail!("resource_types: {t:?} must be letters, digits, '_' or '-'");
+            }
+        }
+        if let Some(rl) = &self.rate_limit {
+            if rl.requests_per_second == 0 || rl.burst == Some(0) {
+                bail!("rate_limit: requests_per_second and burst must be at least 1");
+            }
+        }
+        if self.max_body_bytes < 1024 {
+            bail!("max_body_bytes: must be at least 1024");
+        }
+        if self.last_used_flush_interval.0.is_zero() {
+            bail!("last_used_flush_interval: must be greater than zero");
+        }
+        Ok(())
+    }
+
+    /// The effective permissions of a role plus extra scopes.
+    pub fn effective_permissions(&self, role: Option<&str>, scopes: &[String]) -> Vec<String> {
+        let mut out: Vec<String> = role
+            .and_then(|r| self.roles.get(r))
+            .cloned()
+            .unwrap_or_default();
+        for s in scopes {
+            if !out.contains(s) {
+                out.push(s.clone());
+            }
+        }
+        out
+    }
+}
+
+/// Everything `serve` needs.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    pub listen: std::net::SocketAddr,
+    /// A SQLite path or URL, or a `postgres://` URL.
+    pub database: String,
+    pub policy: Policy,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_file_means_defaults() {
+        assert_eq!(Policy::from_toml("").unwrap(), Policy::default());
+    }
+
+    #[test]
+    fn settings_are_read_and_checked() {
+        let p = Policy::from_toml(
+            "token_prefix = \"acme\"\nmax_lifetime = \"720h\"\n[rate_limit]\nrequests_per_second = 5\n[roles]\nviewer = [\"*:read\"]\n",
+        )
+        .unwrap();
+        assert_eq!(p.token_prefix, "acme");
+        assert_eq!(p.max_lifetime.0, Duration::from_secs(720 * 3600));
+        assert_eq!(p.rate_limit.unwrap().requests_per_second, 5);
+        assert_eq!(p.roles.len(), 1);
+        let err = Policy::from_toml("token_prefix = \"Bad_\"").unwrap_err().to_string();
+        assert!(err.contains("token_prefix"), "{err}");
+        let err = Policy::from_toml("max_lifetime = \"forever\"").unwrap_err().to_string();
+        assert!(err.contains("max_lifetime") || err.contains("unit"), "{err}");
+        let err = Policy::from_toml("[roles]\nx = [\"nope\"]").unwrap_err().to_string();
+        assert!(err.contains("roles.x"), "{err}");
+        assert!(Policy::from_toml("unknown_setting = 1").is_err());
+    }
+}

@@ -1,0 +1,136 @@
+//! Request extractors that turn every client mistake into a problem naming the
+//! field and the rule: JSON bodies (content type, size, syntax, types, unknown
+//! and missing fields) and query strings.
+
+use axum::body::Bytes;
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::header;
+use axum::http::request::Parts;
+use serde::de::DeserializeOwned;
+use tokenops_types::codes;
+
+use crate::error::ApiError;
+use crate::state::AppState;
+
+/// A JSON body deserialised with the offending field's path on error.
+pub struct ApiJson<T>(pub T);
+
+/// Replaces every double-quoted part of a serde message by `"…"`: serde quotes
+/// the values it rejects, and a rejected value may be a secret.
+fn redact_quoted(msg: &str) -> String {
+    let mut out = String::with_capacity(msg.len());
+    let mut inside = false;
+    for c in msg.chars() {
+        if c == '"' {
+            if inside {
+                out.push_str("…\"");
+            } else {
+                out.push('"');
+            }
+            inside = !inside;
+        } else if !inside {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// Serde reports unknown and missing fields by name in backticks.
+fn backticked(msg: &str) -> Option<&str> {
+    let start = msg.find('`')? + 1;
+    let len = msg[start..].find('`')?;
+    Some(&msg[start..start + len])
+}
+
+fn join_path(path: &str, name: &str) -> String {
+    if path.is_empty() || path == "." {
+        name.to_string()
+    } else {
+        format!("{path}.{name}")
+    }
+}
+
+/// Maps a deserialisation failure to a problem.
+pub fn json_error(err: serde_path_to_error::Error<serde_json::Error>) -> ApiError {
+    let path = err.path().to_string();
+    let inner = err.into_inner();
+    use serde_json::error::Category;
+    match inner.classify() {
+        Category::Syntax | Category::Eof | Category::Io => {
+            ApiError::malformed_json(format!("request body is not valid JSON: {inner}"))
+        }
+        Category::Data => {
+            let msg = inner.to_string();
+            let msg = msg.split(" at line ").next().unwrap_or(&msg).to_string();
+            if msg.starts_with("unknown field") {
+                let name = backticked(&msg).unwrap_or("?");
+                ApiError::field(codes::UNKNOWN_FIELD, join_path(&path, name), format!("unknown field {name:?}"))
+            } else if msg.starts_with("missing field") {
+                let name = backticked(&msg).unwrap_or("?");
+                ApiError::field(codes::REQUIRED, join_path(&path, name), format!("{name} is required"))
+            } else {
+                let field = if path.is_empty() || path == "." { "body".to_string() } else { path };
+                ApiError::field(codes::INVALID_FIELD, field.clone(), format!("{field}: {}", redact_quoted(&msg)))
+            }
+        }
+    }
+}
+
+fn is_json(content_type: Option<&header::HeaderValue>) -> bool {
+    let Some(ct) = content_type.and_then(|v| v.to_str().ok()) else {
+        return false;
+    };
+    let mime = ct.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    mime == "application/json" || (mime.starts_with("application/") && mime.ends_with("+json"))
+}
+
+impl<T: DeserializeOwned> FromRequest<AppState> for ApiJson<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &AppState) -> Result<Self, Self::Rejection> {
+        if !is_json(req.headers().get(header::CONTENT_TYPE)) {
+            return Err(ApiError::unsupported_media_type());
+        }
+        let limit = state.policy.max_body_bytes;
+        let bytes = Bytes::from_request(req, state).await.map_err(|rejection| {
+            if rejection.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+                ApiError::too_large(limit)
+            } else {
+                ApiError::malformed_json("could not read the request body")
+            }
+        })?;
+        let de = &mut serde_json::Deserializer::from_slice(&bytes);
+        let value = serde_path_to_error::deserialize(de).map_err(json_error)?;
+        Ok(ApiJson(value))
+    }
+}
+
+/// A query string deserialised into `T`, with field-named errors.
+pub struct ApiQuery<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for ApiQuery<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        let query = parts.uri.query().unwrap_or("");
+        let de = serde_urlencoded::Deserializer::new(form_urlencoded::parse(query.as_bytes()));
+        serde_path_to_error::deserialize(de).map(ApiQuery).map_err(|err| {
+            let path = err.path().to_string();
+            let msg = err.into_inner().to_string();
+            let field = backticked(&msg).map(str::to_string).unwrap_or(path);
+            ApiError::field(codes::INVALID_FIELD, field, format!("query parameter: {}", redact_quoted(&msg)))
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quoted_values_never_reach_the_message() {
+        let m = redact_quoted("invalid type: string \"tko_secretvalue\", expected u64");
+        assert!(!m.contains("secretvalue"));
+        assert!(m.contains("expected u64"));
+    }
+}

@@ -1,0 +1,103 @@
+//! Prometheus metrics, one registry per server instance.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::extract::{MatchedPath, Request, State};
+use axum::middleware::Next;
+use axum::response::Response;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+
+use crate::state::AppState;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RequestLabels {
+    pub method: String,
+    pub route: String,
+    pub status: u16,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RouteLabels {
+    pub route: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CodeLabels {
+    pub code: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ActionLabels {
+    pub action: String,
+}
+
+pub struct Metrics {
+    pub registry: Registry,
+    pub requests: Family<RequestLabels, Counter>,
+    pub latency: Family<RouteLabels, Histogram>,
+    pub verifications: Family<CodeLabels, Counter>,
+    pub token_changes: Family<ActionLabels, Counter>,
+    pub cache_entries: Gauge,
+    pub last_used_pending: Gauge,
+}
+
+impl Metrics {
+    pub fn new() -> Arc<Metrics> {
+        let mut registry = Registry::with_prefix("tokenops");
+        let requests = Family::<RequestLabels, Counter>::default();
+        registry.register("http_requests", "HTTP requests by route and status", requests.clone());
+        let latency = Family::<RouteLabels, Histogram>::new_with_constructor(|| {
+            Histogram::new(exponential_buckets(0.0001, 2.5, 12))
+        });
+        registry.register("http_request_duration_seconds", "HTTP request latency", latency.clone());
+        let verifications = Family::<CodeLabels, Counter>::default();
+        registry.register("verifications", "Token verifications by result code", verifications.clone());
+        let token_changes = Family::<ActionLabels, Counter>::default();
+        registry.register("token_changes", "Token changes by action", token_changes.clone());
+        let cache_entries = Gauge::default();
+        registry.register("verify_cache_entries", "Tokens held in the verification cache", cache_entries.clone());
+        let last_used_pending = Gauge::default();
+        registry.register(
+            "last_used_pending",
+            "Tokens whose last-used time waits to be written",
+            last_used_pending.clone(),
+        );
+        Arc::new(Metrics { registry, requests, latency, verifications, token_changes, cache_entries, last_used_pending })
+    }
+
+    pub fn changed(&self, action: &str, n: u64) {
+        self.token_changes.get_or_create(&ActionLabels { action: action.to_string() }).inc_by(n);
+    }
+
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+}
+
+/// Middleware counting and timing every request by its route template (never the raw path).
+pub async fn track(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let start = Instant::now();
+    let method = req.method().as_str().to_string();
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_string())
+        .unwrap_or_else(|| "unmatched".to_string());
+    let res = next.run(req).await;
+    let m = &state.metrics;
+    m.latency
+        .get_or_create(&RouteLabels { route: route.clone() })
+        .observe(start.elapsed().as_secs_f64());
+    m.requests
+        .get_or_create(&RequestLabels { method, route, status: res.status().as_u16() })
+        .inc();
+    res
+}

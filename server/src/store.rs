@@ -1,0 +1,703 @@
+//! Storage: one implementation over `sqlx::Any` for both SQLite (the embedded
+//! default, WAL mode) and PostgreSQL, with the same migrations and the same SQL.
+//!
+//! Only portable SQL is used: `$n` placeholders, TEXT and BIGINT columns,
+//! timestamps as microseconds. Every change and its audit event commit in one
+//! transaction, so a failed request leaves nothing half-written.
+
+use std::time::Duration;
+
+use anyhow::Context;
+use chrono::{DateTime, Utc};
+use sqlx::any::{AnyPoolOptions, AnyRow};
+use sqlx::{AnyPool, Executor, Row};
+use tokenops_types::{AuditEvent, Labels, Resources};
+
+use crate::config::SqliteSync;
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+
+/// Which database engine is behind the pool.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Engine {
+    Sqlite,
+    Postgres,
+}
+
+/// A token as stored (everything but the value, which is never stored).
+#[derive(Debug, Clone, PartialEq)]
+pub struct TokenRow {
+    pub id: String,
+    pub project: String,
+    pub name: String,
+    pub description: Option<String>,
+    pub role: Option<String>,
+    pub scopes: Vec<String>,
+    pub resources: Resources,
+    pub labels: Labels,
+    pub secret_hash: String,
+    pub masked: String,
+    pub prev_hash: Option<String>,
+    pub prev_valid_until: Option<i64>,
+    pub lifetime_us: Option<i64>,
+    pub expires_at: Option<i64>,
+    pub revoked_at: Option<i64>,
+    pub created_at: i64,
+    pub updated_at: i64,
+    pub last_used_at: Option<i64>,
+    pub regenerated_at: Option<i64>,
+    pub generation: i64,
+    pub create_key: Option<String>,
+    pub create_digest: Option<String>,
+    pub regen_key: Option<String>,
+    pub regen_digest: Option<String>,
+}
+
+/// An audit event to record with a change.
+#[derive(Debug, Clone)]
+pub struct NewAudit {
+    pub project: String,
+    pub actor: String,
+    pub action: &'static str,
+    pub token_id: Option<String>,
+    pub detail: serde_json::Value,
+}
+
+/// Filters of a token list.
+#[derive(Debug, Clone, Default)]
+pub struct ListFilter {
+    pub status: Option<tokenops_types::TokenStatus>,
+    pub name: Option<String>,
+    pub labels: Vec<(String, String)>,
+}
+
+/// A position in a list ordered by `(created_at, id)`.
+pub type Cursor = (i64, String);
+
+/// What a regeneration changes.
+#[derive(Debug, Clone)]
+pub struct Regeneration {
+    pub new_hash: String,
+    pub masked: String,
+    pub expires_at: Option<i64>,
+    pub lifetime_us: Option<i64>,
+    /// Until when the replaced value keeps verifying; `None` ends it now.
+    pub grace_until: Option<i64>,
+    pub key: Option<String>,
+    pub digest: Option<String>,
+}
+
+/// Outcome of inserting a token with an idempotency key.
+#[derive(Debug)]
+pub enum Insert {
+    Created(TokenRow),
+    /// A token with the same idempotency key already exists.
+    KeyExists(TokenRow),
+}
+
+pub fn to_time(us: i64) -> DateTime<Utc> {
+    DateTime::from_timestamp_micros(us).unwrap_or_default()
+}
+
+pub fn now_us() -> i64 {
+    Utc::now().timestamp_micros()
+}
+
+#[derive(Clone)]
+pub struct Store {
+    pool: AnyPool,
+    engine: Engine,
+    url: String,
+}
+
+const COLUMNS: &str = "id, project, name, description, role, scopes, resources, labels, secret_hash, masked, \
+    prev_hash, prev_valid_until, lifetime_us, expires_at, revoked_at, created_at, updated_at, last_used_at, \
+    regenerated_at, generation, create_key, create_digest, regen_key, regen_digest";
+
+fn row_to_token(row: &AnyRow) -> anyhow::Result<TokenRow> {
+    let scopes: String = row.try_get("scopes")?;
+    let resources: String = row.try_get("resources")?;
+    let labels: String = row.try_get("labels")?;
+    Ok(TokenRow {
+        id: row.try_get("id")?,
+        project: row.try_get("project")?,
+        name: row.try_get("name")?,
+        description: row.try_get("description")?,
+        role: row.try_get("role")?,
+        scopes: serde_json::from_str(&scopes).context("stored scopes")?,
+        resources: serde_json::from_str(&resources).context("stored resources")?,
+        labels: serde_json::from_str(&labels).context("stored labels")?,
+        secret_hash: row.try_get("secret_hash")?,
+        masked: row.try_get("masked")?,
+        prev_hash: row.try_get("prev_hash")?,
+        prev_valid_until: row.try_get("prev_valid_until")?,
+        lifetime_us: row.try_get("lifetime_us")?,
+        expires_at: row.try_get("expires_at")?,
+        revoked_at: row.try_get("revoked_at")?,
+        created_at: row.try_get("created_at")?,
+        updated_at: row.try_get("updated_at")?,
+        last_used_at: row.try_get("last_used_at")?,
+        regenerated_at: row.try_get("regenerated_at")?,
+        generation: row.try_get("generation")?,
+        create_key: row.try_get("create_key")?,
+        create_digest: row.try_get("create_digest")?,
+        regen_key: row.try_get("regen_key")?,
+        regen_digest: row.try_get("regen_digest")?,
+    })
+}
+
+fn row_to_audit(row: &AnyRow) -> anyhow::Result<AuditEvent> {
+    let detail: String = row.try_get("detail")?;
+    Ok(AuditEvent {
+        id: row.try_get("id")?,
+        at: to_time(row.try_get("at")?),
+        project: row.try_get("project")?,
+        actor: row.try_get("actor")?,
+        action: row.try_get("action")?,
+        token_id: row.try_get("token_id")?,
+        detail: serde_json::from_str(&detail).unwrap_or(serde_json::Value::Null),
+    })
+}
+
+/// Turns `--database` into a sqlx URL: a plain path means a SQLite file.
+pub fn database_url(database: &str) -> String {
+    if database.starts_with("postgres://") || database.starts_with("postgresql://") || database.starts_with("sqlite:") {
+        database.to_string()
+    } else {
+        format!("sqlite://{database}?mode=rwc")
+    }
+}
+
+fn is_unique_violation(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Database(db) => {
+            db.is_unique_violation()
+                || db.code().is_some_and(|c| c == "23505" || c == "2067" || c == "1555")
+        }
+        _ => false,
+    }
+}
+
+impl Store {
+    /// Connects, applies SQLite settings, and runs the migrations.
+    pub async fn connect(database: &str, sync: SqliteSync) -> anyhow::Result<Store> {
+        sqlx::any::install_default_drivers();
+        let url = database_url(database);
+        let engine = if url.starts_with("sqlite:") { Engine::Sqlite } else { Engine::Postgres };
+        let mut opts = AnyPoolOptions::new()
+            .acquire_timeout(Duration::from_secs(10))
+            .max_connections(match engine {
+                Engine::Sqlite => 8,
+                Engine::Postgres => 16,
+            });
+        if engine == Engine::Sqlite {
+            let sync = match sync {
+                SqliteSync::Normal => "NORMAL",
+                SqliteSync::Full => "FULL",
+            };
+            opts = opts.after_connect(move |conn, _meta| {
+                Box::pin(async move {
+                    conn.execute("PRAGMA journal_mode = WAL").await?;
+                    conn.execute(format!("PRAGMA synchronous = {sync}").as_str()).await?;
+                    conn.execute("PRAGMA busy_timeout = 10000").await?;
+                    Ok(())
+                })
+            });
+        }
+        let pool = opts
+            .connect(&url)
+            .await
+            .with_context(|| format!("cannot open the database ({})", redact_url(&url)))?;
+        MIGRATOR.run(&pool).await.context("running database migrations")?;
+        Ok(Store { pool, engine, url })
+    }
+
+    pub fn engine(&self) -> Engine {
+        self.engine
+    }
+
+    /// The connection URL (for a PostgreSQL change listener).
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    /// Readiness: one round trip to storage.
+    pub async fn ping(&self) -> anyhow::Result<()> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    async fn begin(&self) -> sqlx::Result<sqlx::Transaction<'static, sqlx::Any>> {
+        self.pool.begin().await
+    }
+
+    /// Inserts a token with its labels and audit event. With an idempotency key
+    /// already used in the project, nothing is written and the existing token is returned.
+    pub async fn insert_token(&self, row: &TokenRow, audit: NewAudit) -> anyhow::Result<Insert> {
+        let mut tx = self.begin().await?;
+        let res = sqlx::query(&format!(
+            "INSERT INTO tokens ({COLUMNS}) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17,$18,$19,$20,$21,$22,$23,$24)"
+        ))
+        .bind(&row.id)
+        .bind(&row.project)
+        .bind(&row.name)
+        .bind(&row.description)
+        .bind(&row.role)
+        .bind(serde_json::to_string(&row.scopes)?)
+        .bind(serde_json::to_string(&row.resources)?)
+        .bind(serde_json::to_string(&row.labels)?)
+        .bind(&row.secret_hash)
+        .bind(&row.masked)
+        .bind(&row.prev_hash)
+        .bind(row.prev_valid_until)
+        .bind(row.lifetime_us)
+        .bind(row.expires_at)
+        .bind(row.revoked_at)
+        .bind(row.created_at)
+        .bind(row.updated_at)
+        .bind(row.last_used_at)
+        .bind(row.regenerated_at)
+        .bind(row.generation)
+        .bind(&row.create_key)
+        .bind(&row.create_digest)
+        .bind(&row.regen_key)
+        .bind(&row.regen_digest)
+        .execute(&mut *tx)
+        .await;
+        if let Err(e) = res {
+            if is_unique_violation(&e) {
+                drop(tx);
+                if let Some(key) = &row.create_key {
+                    if let Some(existing) = self.find_by_create_key(&row.project, key).await? {
+                        return Ok(Insert::KeyExists(existing));
+                    }
+                }
+            }
+            return Err(e.into());
+        }
+        Self::write_labels(&mut tx, &row.id, &row.labels).await?;
+        Self::write_audit(&mut tx, &audit, row.created_at).await?;
+        tx.commit().await?;
+        Ok(Insert::Created(row.clone()))
+    }
+
+    async fn write_labels(
+        tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+        id: &str,
+        labels: &Labels,
+    ) -> sqlx::Result<()> {
+        sqlx::query("DELETE FROM token_labels WHERE token_id = $1").bind(id).execute(&mut **tx).await?;
+        for (k, v) in labels {
+            sqlx::query("INSERT INTO token_labels (token_id, key, value) VALUES ($1, $2, $3)")
+                .bind(id)
+                .bind(k)
+                .bind(v)
+                .execute(&mut **tx)
+                .await?;
+        }
+        Ok(())
+    }
+
+    async fn write_audit(
+        tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+        audit: &NewAudit,
+        at: i64,
+    ) -> sqlx::Result<()> {
+        sqlx::query(
+            "INSERT INTO audit_events (id, at, project, actor, action, token_id, detail) VALUES ($1,$2,$3,$4,$5,$6,$7)",
+        )
+        .bind(format!("evt_{}", uuid::Uuid::new_v4().simple()))
+        .bind(at)
+        .bind(&audit.project)
+        .bind(&audit.actor)
+        .bind(audit.action)
+        .bind(&audit.token_id)
+        .bind(audit.detail.to_string())
+        .execute(&mut **tx)
+        .await?;
+        Ok(())
+    }
+
+    /// Records an audit event on its own (e.g. an idempotent replay).
+    pub async fn audit(&self, audit: NewAudit) -> anyhow::Result<()> {
+        let mut tx = self.begin().await?;
+        Self::write_audit(&mut tx, &audit, now_us()).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    pub async fn find_by_create_key(&self, project: &str, key: &str) -> anyhow::Result<Option<TokenRow>> {
+        let row = sqlx::query(&format!("SELECT {COLUMNS} FROM tokens WHERE project = $1 AND create_key = $2"))
+            .bind(project)
+            .bind(key)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(row_to_token).transpose()
+    }
+
+    /// One token of a project.
+    pub async fn get(&self, project: &str, id: &str) -> anyhow::Result<Option<TokenRow>> {
+        let row = sqlx::query(&format!("SELECT {COLUMNS} FROM tokens WHERE id = $1 AND project = $2"))
+            .bind(id)
+            .bind(project)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(row_to_token).transpose()
+    }
+
+    /// The token whose current or previous value hashes to `hash`.
+    pub async fn find_by_hash(&self, hash: &str) -> anyhow::Result<Option<TokenRow>> {
+        let row = sqlx::query(&format!("SELECT {COLUMNS} FROM tokens WHERE secret_hash = $1 OR prev_hash = $1"))
+            .bind(hash)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(row_to_token).transpose()
+    }
+
+    /// One page of a project's tokens ordered by creation, after `cursor`.
+    pub async fn list(
+        &self,
+        project: &str,
+        filter: &ListFilter,
+        after: Option<&Cursor>,
+        limit: u32,
+        now: i64,
+    ) -> anyhow::Result<Vec<TokenRow>> {
+        let mut sql = format!("SELECT {COLUMNS} FROM tokens WHERE project = $1");
+        let mut n = 1;
+        let mut next = || {
+            n += 1;
+            format!("${n}")
+        };
+        let mut binds: Vec<Bind> = vec![Bind::Text(project.to_string())];
+        if let Some(status) = filter.status {
+            use tokenops_types::TokenStatus::*;
+            let p = next();
+            sql.push_str(&match status {
+                Active => format!(" AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > {p})"),
+                Expired => format!(" AND revoked_at IS NULL AND expires_at <= {p}"),
+                Revoked => format!(" AND revoked_at IS NOT NULL AND {p} = {p}"),
+            });
+            binds.push(Bind::Int(now));
+        }
+        if let Some(name) = &filter.name {
+            sql.push_str(&format!(" AND name = {}", next()));
+            binds.push(Bind::Text(name.clone()));
+        }
+        for (k, v) in &filter.labels {
+            let (pk, pv) = (next(), next());
+            sql.push_str(&format!(
+                " AND id IN (SELECT token_id FROM token_labels WHERE key = {pk} AND value = {pv})"
+            ));
+            binds.push(Bind::Text(k.clone()));
+            binds.push(Bind::Text(v.clone()));
+        }
+        if let Some((at, id)) = after {
+            let (p1, p2, p3) = (next(), next(), next());
+            sql.push_str(&format!(" AND (created_at > {p1} OR (created_at = {p2} AND id > {p3}))"));
+            binds.push(Bind::Int(*at));
+            binds.push(Bind::Int(*at));
+            binds.push(Bind::Text(id.clone()));
+        }
+        sql.push_str(&format!(" ORDER BY created_at, id LIMIT {}", next()));
+        binds.push(Bind::Int(i64::from(limit)));
+        let mut q = sqlx::query(&sql);
+        for b in binds {
+            q = match b {
+                Bind::Text(s) => q.bind(s),
+                Bind::Int(i) => q.bind(i),
+            };
+        }
+        let rows = q.fetch_all(&self.pool).await?;
+        rows.iter().map(row_to_token).collect()
+    }
+
+    /// Edits name, description and labels. Returns the new row, or `None` if absent.
+    pub async fn update_meta(
+        &self,
+        project: &str,
+        id: &str,
+        name: Option<&str>,
+        description: Option<Option<&str>>,
+        labels: Option<&Labels>,
+        audit: NewAudit,
+    ) -> anyhow::Result<Option<TokenRow>> {
+        let now = now_us();
+        let mut tx = self.begin().await?;
+        let updated = sqlx::query(
+            "UPDATE tokens SET name = COALESCE($1, name), \
+             description = CASE WHEN $2 = 1 THEN $3 ELSE description END, \
+             labels = COALESCE($4, labels), updated_at = $5 WHERE id = $6 AND project = $7",
+        )
+        .bind(name)
+        .bind(i64::from(description.is_some()))
+        .bind(description.flatten())
+        .bind(labels.map(serde_json::to_string).transpose()?)
+        .bind(now)
+        .bind(id)
+        .bind(project)
+        .execute(&mut *tx)
+        .await?;
+        if updated.rows_affected() == 0 {
+            return Ok(None);
+        }
+        if let Some(labels) = labels {
+            Self::write_labels(&mut tx, id, labels).await?;
+        }
+        Self::write_audit(&mut tx, &audit, now).await?;
+        let row = sqlx::query(&format!("SELECT {COLUMNS} FROM tokens WHERE id = $1"))
+            .bind(id)
+            .fetch_one(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(Some(row_to_token(&row)?))
+    }
+
+    /// Gives a token a new value and expiry. The current value becomes the
+    /// previous one (verifying until `grace_until`), unless `replay` is set:
+    /// then only the current value is replaced (the lost response of an
+    /// idempotent retry), and the previous value keeps its grace.
+    /// Returns the new row, or `None` if there is no active token with that id.
+    pub async fn regenerate(
+        &self,
+        project: &str,
+        id: &str,
+        regen: &Regeneration,
+        replay: bool,
+        audit: NewAudit,
+    ) -> anyhow::Result<Option<TokenRow>> {
+        let now = now_us();
+        let mut tx = self.begin().await?;
+        // Write first so SQLite takes its write lock before reading anything.
+        let updated = if replay {
+            sqlx::query(
+                "UPDATE tokens SET secret_hash = $1, masked = $2, updated_at = $3 \
+                 WHERE id = $4 AND project = $5 AND revoked_at IS NULL",
+            )
+            .bind(&regen.new_hash)
+            .bind(&regen.masked)
+            .bind(now)
+            .bind(id)
+            .bind(project)
+            .execute(&mut *tx)
+            .await?
+        } else {
+            sqlx::query(
+                "UPDATE tokens SET prev_hash = CASE WHEN $1 = 1 THEN secret_hash ELSE NULL END, \
+                 prev_valid_until = $2, secret_hash = $3, masked = $4, expires_at = $5, lifetime_us = $6, \
+                 regenerated_at = $7, updated_at = $7, generation = generation + 1, regen_key = $8, regen_digest = $9 \
+                 WHERE id = $10 AND project = $11 AND revoked_at IS NULL",
+            )
+            .bind(i64::from(regen.grace_until.is_some()))
+            .bind(regen.grace_until)
+            .bind(&regen.new_hash)
+            .bind(&regen.masked)
+            .bind(regen.expires_at)
+            .bind(regen.lifetime_us)
+            .bind(now)
+            .bind(&regen.key)
+            .bind(&regen.digest)
+            .bind(id)
+            .bind(project)
+            .execute(&mut *tx)
+            .await?
+        };
+        if updated.rows_affected() == 0 {
+            return Ok(None);
+        }
+        Self::write_audit(&mut tx, &audit, now).await?;
+        let row = sqlx::query(&format!("SELECT {COLUMNS} FROM tokens WHERE id = $1"))
+            .bind(id)
+            .fetch_one(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(Some(row_to_token(&row)?))
+    }
+
+    /// Revokes one token (idempotent). Returns the row, or `None` if absent.
+    pub async fn revoke(&self, project: &str, id: &str, audit: NewAudit) -> anyhow::Result<Option<TokenRow>> {
+        let now = now_us();
+        let mut tx = self.begin().await?;
+        let changed = sqlx::query(
+            "UPDATE tokens SET revoked_at = $1, updated_at = $1, prev_hash = NULL, prev_valid_until = NULL \
+             WHERE id = $2 AND project = $3 AND revoked_at IS NULL",
+        )
+        .bind(now)
+        .bind(id)
+        .bind(project)
+        .execute(&mut *tx)
+        .await?;
+        let row = sqlx::query(&format!("SELECT {COLUMNS} FROM tokens WHERE id = $1 AND project = $2"))
+            .bind(id)
+            .bind(project)
+            .fetch_optional(&mut *tx)
+            .await?;
+        let Some(row) = row else { return Ok(None) };
+        if changed.rows_affected() > 0 {
+            Self::write_audit(&mut tx, &audit, now).await?;
+        }
+        tx.commit().await?;
+        Ok(Some(row_to_token(&row)?))
+    }
+
+    /// Deletes a token for good. Returns whether it existed.
+    pub async fn delete(&self, project: &str, id: &str, audit: NewAudit) -> anyhow::Result<bool> {
+        let now = now_us();
+        let mut tx = self.begin().await?;
+        let deleted = sqlx::query("DELETE FROM tokens WHERE id = $1 AND project = $2")
+            .bind(id)
+            .bind(project)
+            .execute(&mut *tx)
+            .await?;
+        if deleted.rows_affected() == 0 {
+            return Ok(false);
+        }
+        sqlx::query("DELETE FROM token_labels WHERE token_id = $1").bind(id).execute(&mut *tx).await?;
+        Self::write_audit(&mut tx, &audit, now).await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    /// Revokes the active tokens of a project among `ids` or matching `labels`.
+    /// Returns the ids revoked.
+    pub async fn bulk_revoke(
+        &self,
+        project: &str,
+        ids: Option<&[String]>,
+        labels: &[(String, String)],
+        actor: &str,
+    ) -> anyhow::Result<Vec<String>> {
+        let now = now_us();
+        let mut tx = self.begin().await?;
+        let mut targets: Vec<String> = Vec::new();
+        if let Some(ids) = ids {
+            for id in ids {
+                let r = sqlx::query(
+                    "UPDATE tokens SET revoked_at = $1, updated_at = $1, prev_hash = NULL, prev_valid_until = NULL \
+                     WHERE id = $2 AND project = $3 AND revoked_at IS NULL",
+                )
+                .bind(now)
+                .bind(id)
+                .bind(project)
+                .execute(&mut *tx)
+                .await?;
+                if r.rows_affected() > 0 {
+                    targets.push(id.clone());
+                }
+            }
+        } else {
+            let mut sql = String::from(
+                "UPDATE tokens SET revoked_at = $1, updated_at = $1, prev_hash = NULL, prev_valid_until = NULL \
+                 WHERE project = $2 AND revoked_at IS NULL",
+            );
+            let mut n = 2;
+            for _ in labels {
+                sql.push_str(&format!(
+                    " AND id IN (SELECT token_id FROM token_labels WHERE key = ${} AND value = ${})",
+                    n + 1,
+                    n + 2
+                ));
+                n += 2;
+            }
+            sql.push_str(" RETURNING id");
+            let mut q = sqlx::query(&sql).bind(now).bind(project);
+            for (k, v) in labels {
+                q = q.bind(k).bind(v);
+            }
+            let rows = q.fetch_all(&mut *tx).await?;
+            for r in rows {
+                targets.push(r.try_get("id")?);
+            }
+        }
+        for id in &targets {
+            let audit = NewAudit {
+                project: project.to_string(),
+                actor: actor.to_string(),
+                action: "token.revoke",
+                token_id: Some(id.clone()),
+                detail: serde_json::json!({"bulk": true}),
+            };
+            Self::write_audit(&mut tx, &audit, now).await?;
+        }
+        tx.commit().await?;
+        Ok(targets)
+    }
+
+    /// Writes coalesced last-used times in one transaction.
+    pub async fn flush_last_used(&self, entries: &[(String, i64)]) -> anyhow::Result<()> {
+        if entries.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self.begin().await?;
+        for (id, at) in entries {
+            sqlx::query(
+                "UPDATE tokens SET last_used_at = $1 WHERE id = $2 AND (last_used_at IS NULL OR last_used_at < $1)",
+            )
+            .bind(*at)
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// One page of a project's audit log, oldest first.
+    pub async fn audit_list(
+        &self,
+        project: &str,
+        token_id: Option<&str>,
+        after: Option<&Cursor>,
+        limit: u32,
+    ) -> anyhow::Result<Vec<AuditEvent>> {
+        let mut sql = String::from("SELECT id, at, project, actor, action, token_id, detail FROM audit_events WHERE project = $1");
+        let mut binds: Vec<Bind> = vec![Bind::Text(project.to_string())];
+        if let Some(t) = token_id {
+            binds.push(Bind::Text(t.to_string()));
+            sql.push_str(&format!(" AND token_id = ${}", binds.len()));
+        }
+        if let Some((at, id)) = after {
+            binds.push(Bind::Int(*at));
+            let p1 = binds.len();
+            binds.push(Bind::Text(id.clone()));
+            let p2 = binds.len();
+            sql.push_str(&format!(" AND (at > ${p1} OR (at = ${p1} AND id > ${p2}))"));
+        }
+        binds.push(Bind::Int(i64::from(limit)));
+        sql.push_str(&format!(" ORDER BY at, id LIMIT ${}", binds.len()));
+        let mut q = sqlx::query(&sql);
+        for b in binds {
+            q = match b {
+                Bind::Text(s) => q.bind(s),
+                Bind::Int(i) => q.bind(i),
+            };
+        }
+        let rows = q.fetch_all(&self.pool).await?;
+        rows.iter().map(row_to_audit).collect()
+    }
+
+    /// Number of tokens stored (all projects).
+    pub async fn count(&self) -> anyhow::Result<i64> {
+        Ok(sqlx::query("SELECT COUNT(*) AS n FROM tokens").fetch_one(&self.pool).await?.try_get("n")?)
+    }
+}
+
+enum Bind {
+    Text(String),
+    Int(i64),
+}
+
+/// Hides the password of a database URL for messages.
+pub fn redact_url(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut u) if u.password().is_some() => {
+            let _ = u.set_password(Some("***"));
+            u.to_string()
+        }
+        _ => url.to_string(),
+    }
+}
