@@ -43,7 +43,9 @@ fn backticked(msg: &str) -> Option<&str> {
 }
 
 fn join_path(path: &str, name: &str) -> String {
-    if path.is_empty() || path == "." {
+    if path == name || path.ends_with(&format!(".{name}")) {
+        path.to_string()
+    } else if path.is_empty() || path == "." {
         name.to_string()
     } else {
         format!("{path}.{name}")

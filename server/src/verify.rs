@@ -85,6 +85,8 @@ pub struct Verifier {
     /// Token id → the hashes cached for it, so a change can drop them all.
     by_id: DashMap<Arc<str>, Vec<Hash>>,
     epoch: AtomicU64,
+    /// How many checks had to read storage (malformed values never do).
+    storage_lookups: AtomicU64,
     limiter: Option<Limiter>,
     /// Coalesced last-used times, written by the flusher.
     last_used: DashMap<Arc<str>, i64>,
@@ -107,6 +109,7 @@ impl Verifier {
             cache,
             by_id: DashMap::new(),
             epoch: AtomicU64::new(0),
+            storage_lookups: AtomicU64::new(0),
             limiter,
             last_used: DashMap::new(),
         }
@@ -154,6 +157,7 @@ impl Verifier {
 
     async fn load(&self, hash: Hash) -> anyhow::Result<Option<Arc<Credential>>> {
         let epoch = self.epoch.load(Ordering::Acquire);
+        self.storage_lookups.fetch_add(1, Ordering::Relaxed);
         let hex = hex::encode(hash);
         let Some(row) = self.store.find_by_hash(&hex).await? else {
             return Ok(None);
@@ -207,6 +211,11 @@ impl Verifier {
             l.retain_recent();
         }
         Ok(batch.len())
+    }
+
+    /// How many checks have read storage so far.
+    pub fn storage_lookups(&self) -> u64 {
+        self.storage_lookups.load(Ordering::Relaxed)
     }
 
     /// How many tokens have a last-used time waiting to be written.
