@@ -62,10 +62,9 @@ async fn secret_bytes_never_reach_storage(srv: TestServer) {
         let r = api.post(&format!("/v1/tokens/{id}/regenerate"), &owner, json!({"grace_period": "1h"})).await;
         secrets.push(r.body["secret"].as_str().unwrap().to_string());
     }
-    let dir = srv.db.dir().map(|d| d.to_path_buf());
-    let url = srv.db.url.clone();
-    srv.stop().await;
-    match dir {
+    let db = srv.stop().await;
+    let url = db.url.clone();
+    match db.dir().map(|d| d.to_path_buf()) {
         Some(dir) => {
             // SQLite: the database file, its WAL and anything beside it.
             let mut files = 0;

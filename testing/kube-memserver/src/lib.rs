@@ -66,6 +66,7 @@ mod error;
 mod fields;
 mod hooks;
 mod http;
+mod meta;
 mod registry;
 mod schema;
 mod selector;

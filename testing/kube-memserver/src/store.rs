@@ -666,6 +666,10 @@ impl Store {
     /// Type-specific defaulting and validation on every write (`old` is `None` on create).
     fn normalize(&self, t: &Target, old: Option<&Value>, new: &mut Value) -> Result<(), ApiError> {
         let rt = &t.rt;
+        let errors = crate::meta::validate(new);
+        if !errors.is_empty() {
+            return Err(Self::invalid(t, &t.name, &format!("[{}]", errors.join(", "))));
+        }
         if rt.group.is_empty() && rt.plural == "secrets" {
             let obj = new.as_object_mut().expect("object");
             if let Some(Value::Object(sd)) = obj.remove("stringData") {
@@ -700,6 +704,11 @@ impl Store {
                 }
             }
             obj.entry("type").or_insert_with(|| json!("Opaque"));
+            if let Some(old) = old
+                && old.get("type") != new.get("type")
+            {
+                return Err(Self::invalid(t, &t.name, "type: Invalid value: field is immutable"));
+            }
             if let Some(old) = old
                 && old.get("immutable").and_then(Value::as_bool) == Some(true)
                 && (old.get("data") != new.get("data") || old.get("type") != new.get("type"))

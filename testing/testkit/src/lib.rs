@@ -199,11 +199,12 @@ impl TestServer {
         self.server = Some(Self::spawn(&self.db.url, &self.policy).await);
     }
 
-    /// Stops gracefully.
-    pub async fn stop(mut self) {
+    /// Stops gracefully and hands back the database (still on disk / reachable).
+    pub async fn stop(mut self) -> TestDatabase {
         if let Some(s) = self.server.take() {
             s.stop().await.expect("graceful stop");
         }
+        self.db
     }
 }
 
