@@ -1,0 +1,48 @@
+//! Property-based fuzzing of the whole API from its own OpenAPI document with
+//! schemathesis (PyPI): no request, however odd, may get a 5xx. Bounded in time.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use tokenops_testkit::{have_tool, skip_or_fail, TestServer};
+
+fn schemathesis() -> Option<PathBuf> {
+    if let Ok(p) = std::env::var("TOKENOPS_SCHEMATHESIS") {
+        return Some(PathBuf::from(p));
+    }
+    let local = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/tools/venv/bin/schemathesis");
+    if local.is_file() {
+        return Some(local);
+    }
+    have_tool("schemathesis").then(|| PathBuf::from("schemathesis"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fuzzing_the_openapi_document_finds_no_server_error() {
+    let Some(st) = schemathesis() else {
+        skip_or_fail("schemathesis is not installed (the README test command installs it into target/tools/venv)");
+        return;
+    };
+    let srv = TestServer::sqlite().await;
+    let url = srv.url();
+    let owner = srv.owner_token();
+    let scratch = tempfile::tempdir().unwrap();
+    let cwd = scratch.path().to_path_buf();
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new(st)
+            .current_dir(cwd)
+            .args(["run", &format!("{url}/openapi.json"), "--checks", "not_a_server_error"])
+            .args(["--header", &format!("Authorization: Bearer {owner}")])
+            .args(["--max-time", "60", "--workers", "2", "--seed", "1"])
+            .env("SCHEMATHESIS_TELEMETRY", "false")
+            .output()
+            .expect("run schemathesis")
+    })
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    println!("{stdout}");
+    eprintln!("{}", String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "schemathesis found failures (see above)");
+    assert!(!stdout.contains("Server error"), "a request got a 5xx");
+}
