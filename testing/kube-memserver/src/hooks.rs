@@ -53,28 +53,40 @@ impl Verb {
 pub struct RequestRecord {
     /// Position in the log (0-based, increasing).
     pub seq: u64,
+    /// HTTP method.
     pub method: Method,
+    /// URL path, e.g. `/api/v1/namespaces/default/secrets/s`.
     pub path: String,
+    /// Raw query string (without `?`).
     pub query: String,
+    /// What the request did.
     pub verb: Verb,
     /// API group ("" for core).
     pub group: String,
+    /// API version from the path (empty for non-resource paths).
     pub version: String,
     /// Resource plural, e.g. `secrets`.
     pub resource: String,
     /// `status` for status subresource requests.
     pub subresource: Option<String>,
+    /// Namespace from the path, if any.
     pub namespace: Option<String>,
+    /// Object name from the path, if any.
     pub name: Option<String>,
+    /// The `fieldManager` query parameter, if given.
     pub field_manager: Option<String>,
+    /// The `User-Agent` header, if given.
     pub user_agent: Option<String>,
     /// The response status code (0 while a request is still being served).
     pub status: u16,
     /// For writes: whether stored state actually changed (a no-op update or apply
     /// leaves it unchanged, as does a failed request).
     pub changed: bool,
-    /// Whether a [`Fault`] answered or delayed this request.
+    /// Whether a [`Fault`] answered, delayed or held this request.
     pub faulted: bool,
+    /// The request body (lossy UTF-8; empty for most reads). Lets a test check,
+    /// say, that a secret value never reached a status or an Event.
+    pub body: String,
 }
 
 impl RequestRecord {
@@ -89,12 +101,13 @@ impl RequestRecord {
 enum Action {
     Error { code: u16, message: Option<String> },
     Delay(Duration),
+    Hold,
 }
 
 /// A rule that makes matching requests fail or slow down.
 ///
 /// ```
-/// use kube_memserver::{Fault, Verb};
+/// use kube_memserver::Fault;
 /// // The next two writes to secrets fail with 500.
 /// let fault = Fault::error(500).resource("secrets").writes().times(2);
 /// # let _ = fault;
@@ -105,6 +118,7 @@ pub struct Fault {
     method: Option<Method>,
     verbs: Option<Vec<Verb>>,
     resource: Option<String>,
+    subresource: Option<String>,
     path_contains: Option<String>,
     name: Option<String>,
     times: Option<usize>,
@@ -124,12 +138,19 @@ impl Fault {
         Self::with(Action::Delay(d))
     }
 
+    /// Hold matching requests until the fault is removed ([`FaultHandle::remove`]
+    /// or [`crate::MemServer::clear_faults`]), then serve them normally.
+    pub fn hold() -> Self {
+        Self::with(Action::Hold)
+    }
+
     fn with(action: Action) -> Self {
         Self {
             action,
             method: None,
             verbs: None,
             resource: None,
+            subresource: None,
             path_contains: None,
             name: None,
             times: None,
@@ -175,6 +196,12 @@ impl Fault {
         self
     }
 
+    /// Only requests for this subresource (`status`).
+    pub fn subresource(mut self, sub: impl Into<String>) -> Self {
+        self.subresource = Some(sub.into());
+        self
+    }
+
     /// Only requests whose path contains this string.
     pub fn path_contains(mut self, s: impl Into<String>) -> Self {
         self.path_contains = Some(s.into());
@@ -198,6 +225,10 @@ impl Fault {
             && self.verbs.as_ref().is_none_or(|vs| vs.contains(&r.verb))
             && self.resource.as_ref().is_none_or(|p| *p == r.resource)
             && self
+                .subresource
+                .as_ref()
+                .is_none_or(|s| r.subresource.as_ref() == Some(s))
+            && self
                 .path_contains
                 .as_ref()
                 .is_none_or(|p| r.path.contains(p.as_str()))
@@ -212,6 +243,8 @@ struct ActiveFault {
     id: u64,
     fault: Fault,
     hits: Arc<AtomicUsize>,
+    /// Set to true when the fault is removed: releases held requests.
+    released: tokio::sync::watch::Sender<bool>,
 }
 
 /// A fault that is installed; see [`crate::MemServer::inject`].
@@ -230,11 +263,12 @@ impl FaultHandle {
 
     /// Uninstalls the fault.
     pub fn remove(&self) {
-        self.hooks
-            .faults
-            .lock()
-            .expect("faults lock")
-            .retain(|f| f.id != self.id);
+        self.hooks.faults.lock().expect("faults lock").retain(|f| {
+            if f.id == self.id {
+                f.released.send_replace(true);
+            }
+            f.id != self.id
+        });
     }
 }
 
@@ -253,19 +287,28 @@ pub(crate) enum FaultOutcome {
     Fail { code: u16, message: Option<String> },
 }
 
+/// The request log; `base` is the sequence number of the first record kept.
+#[derive(Default)]
+struct RequestLog {
+    base: u64,
+    records: std::collections::VecDeque<RequestRecord>,
+}
+
 pub(crate) struct Hooks {
+    pub record_bodies: bool,
     faults: Mutex<Vec<ActiveFault>>,
     next_id: Mutex<u64>,
-    log: Mutex<Vec<RequestRecord>>,
+    log: Mutex<RequestLog>,
     pub paused: tokio::sync::watch::Sender<bool>,
 }
 
 impl Hooks {
-    pub fn new() -> Self {
+    pub fn new(record_bodies: bool) -> Self {
         Self {
+            record_bodies,
             faults: Mutex::new(Vec::new()),
             next_id: Mutex::new(0),
-            log: Mutex::new(Vec::new()),
+            log: Mutex::new(RequestLog::default()),
             paused: tokio::sync::watch::Sender::new(false),
         }
     }
@@ -281,6 +324,7 @@ impl Hooks {
             id,
             fault,
             hits: hits.clone(),
+            released: tokio::sync::watch::Sender::new(false),
         });
         FaultHandle {
             id,
@@ -290,7 +334,11 @@ impl Hooks {
     }
 
     pub fn clear_faults(&self) {
-        self.faults.lock().expect("faults lock").clear();
+        let mut faults = self.faults.lock().expect("faults lock");
+        for f in faults.iter() {
+            f.released.send_replace(true);
+        }
+        faults.clear();
     }
 
     /// Waits while paused, then applies matching faults (delays first, in order;
@@ -300,6 +348,7 @@ impl Hooks {
         // An error only means the sender is gone, which cannot happen while `self` lives.
         let _ = paused.wait_for(|p| !*p).await;
         let mut delays = Vec::new();
+        let mut holds = Vec::new();
         let mut outcome = FaultOutcome::Proceed;
         {
             let mut faults = self.faults.lock().expect("faults lock");
@@ -316,6 +365,7 @@ impl Hooks {
                 f.hits.fetch_add(1, Ordering::SeqCst);
                 match &f.fault.action {
                     Action::Delay(d) => delays.push(*d),
+                    Action::Hold => holds.push(f.released.subscribe()),
                     Action::Error { code, message } => {
                         outcome = FaultOutcome::Fail {
                             code: *code,
@@ -325,9 +375,14 @@ impl Hooks {
                     }
                 }
             }
-            faults.retain(|f| f.fault.times != Some(0));
+            faults.retain(|f| f.fault.times != Some(0) || matches!(f.fault.action, Action::Hold));
         }
-        let faulted = !delays.is_empty() || matches!(outcome, FaultOutcome::Fail { .. });
+        let faulted =
+            !delays.is_empty() || !holds.is_empty() || matches!(outcome, FaultOutcome::Fail { .. });
+        for mut h in holds {
+            // An error means the fault was dropped, which also releases the request.
+            let _ = h.wait_for(|released| *released).await;
+        }
         for d in delays {
             tokio::time::sleep(d).await;
         }
@@ -336,15 +391,18 @@ impl Hooks {
 
     pub fn log_start(&self, mut r: RequestRecord) -> u64 {
         let mut log = self.log.lock().expect("log lock");
-        r.seq = log.len() as u64;
+        r.seq = log.base + log.records.len() as u64;
         let seq = r.seq;
-        log.push(r);
+        log.records.push_back(r);
         seq
     }
 
     pub fn log_finish(&self, seq: u64, status: u16, changed: bool, faulted: bool) {
         let mut log = self.log.lock().expect("log lock");
-        if let Some(r) = log.get_mut(seq as usize) {
+        let Some(i) = seq.checked_sub(log.base) else {
+            return;
+        };
+        if let Some(r) = log.records.get_mut(i as usize) {
             r.status = status;
             r.changed = changed;
             r.faulted = faulted;
@@ -353,10 +411,19 @@ impl Hooks {
 
     pub fn requests_since(&self, mark: u64) -> Vec<RequestRecord> {
         let log = self.log.lock().expect("log lock");
-        log.iter().skip(mark as usize).cloned().collect()
+        let skip = mark.saturating_sub(log.base) as usize;
+        log.records.iter().skip(skip).cloned().collect()
     }
 
     pub fn mark(&self) -> u64 {
-        self.log.lock().expect("log lock").len() as u64
+        let log = self.log.lock().expect("log lock");
+        log.base + log.records.len() as u64
+    }
+
+    /// Forgets the records so far; sequence numbers keep counting.
+    pub fn clear_log(&self) {
+        let mut log = self.log.lock().expect("log lock");
+        log.base += log.records.len() as u64;
+        log.records.clear();
     }
 }

@@ -171,6 +171,12 @@ async fn handle(State(srv): State<Arc<Shared>>, req: Request) -> Response {
         Route::Resource(r) => r.clone(),
         _ => ResPath::default(),
     };
+    let body = match axum::body::to_bytes(body, 64 << 20).await {
+        Ok(b) => b,
+        Err(e) => {
+            return ApiError::bad_request(format!("cannot read body: {e}")).into_response();
+        }
+    };
     let record = RequestRecord {
         seq: 0,
         method: parts.method.clone(),
@@ -188,6 +194,11 @@ async fn handle(State(srv): State<Arc<Shared>>, req: Request) -> Response {
         status: 0,
         changed: false,
         faulted: false,
+        body: if srv.hooks.record_bodies {
+            String::from_utf8_lossy(&body).into_owned()
+        } else {
+            String::new()
+        },
     };
     let seq = srv.hooks.log_start(record.clone());
     let (fault, faulted) = srv.hooks.before(&record).await;
@@ -195,13 +206,6 @@ async fn handle(State(srv): State<Arc<Shared>>, req: Request) -> Response {
         srv.hooks.log_finish(seq, code, false, true);
         return ApiError::from_code(code, message).into_response();
     }
-    let body = match axum::body::to_bytes(body, 64 << 20).await {
-        Ok(b) => b,
-        Err(e) => {
-            srv.hooks.log_finish(seq, 400, false, faulted);
-            return ApiError::bad_request(format!("cannot read body: {e}")).into_response();
-        }
-    };
     let ctx = Ctx {
         method: parts.method,
         query,
@@ -475,9 +479,9 @@ fn event_for(t: &Target, sel: &Selector, e: &StoredEvent) -> Option<(EventType, 
     if !t.namespace.is_empty() && e.namespace != t.namespace {
         return None;
     }
-    let now = sel.matches(&e.object);
+    let now = t.rt.selects(sel, &e.object);
     let kind = match (e.kind, &e.old) {
-        (EventType::Modified, Some(old)) => match (sel.matches(old), now) {
+        (EventType::Modified, Some(old)) => match (t.rt.selects(sel, old), now) {
             (true, true) => EventType::Modified,
             (true, false) => EventType::Deleted,
             (false, true) => EventType::Added,

@@ -22,9 +22,40 @@
 //! # }
 //! ```
 //!
+//! This crate enables k8s-openapi's `latest` feature (`v1_37`, the version
+//! `/version` reports). k8s-openapi allows one version feature per build, so a
+//! crate using this one must enable `latest` (or `v1_37`) too, or none at all.
+//!
 //! Test hooks: [`MemServer::inject`] (fault injection), [`MemServer::pause`],
 //! [`MemServer::requests_since`] (the request log), [`MemServer::close_watches`]
 //! and [`MemServer::expire_history`] (an apiserver restart as watchers see it).
+//!
+//! # Using it from an operator's end-to-end tests
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! use kube_memserver::{Fault, MemServer};
+//!
+//! let server = MemServer::start().await;
+//! // Install the generated CRDs (multi-document YAML), as `kubectl apply` would.
+//! server.apply_yaml(&std::fs::read_to_string("crds/apitokens.yaml")?)?;
+//!
+//! // In process: run the controller with `server.client()`. As a subprocess:
+//! let dir = tempfile::tempdir()?;
+//! server.write_kubeconfig(dir.path().join("kubeconfig"))?;
+//! // Command::new(operator).env("KUBECONFIG", dir.path().join("kubeconfig"))...
+//!
+//! // Make the next two Secret writes fail, then check the retry.
+//! let fault = server.inject(Fault::error(500).resource("secrets").writes().times(2));
+//! # let _ = fault;
+//!
+//! // After convergence, a resync must not write.
+//! let mark = server.request_mark();
+//! // ... trigger the resync, wait for it ...
+//! assert!(server.writes_since(mark).is_empty());
+//! # Ok(())
+//! # }
+//! ```
 //!
 //! # Served resources
 //!
@@ -55,10 +86,13 @@
 //! Approximations: server-side apply tracks ownership per leaf field with lists
 //! treated atomically (no `listType=map` merging); strategic merge patch is a
 //! JSON merge patch (lists replace, `$patch` directives are dropped); CRD
-//! schemas are applied lightly (defaults, pruning, types, `required`, `enum`;
-//! no CEL, formats or `x-kubernetes-validations`); multiple CRD versions share
+//! schemas are applied lightly (defaults, pruning, types, `required`, `enum`,
+//! numeric bounds, lengths, item counts, `pattern`; no CEL
+//! `x-kubernetes-validations`, no `format`); metadata is validated for label
+//! and annotation syntax and ownerReference fields; multiple CRD versions share
 //! one stored object (no conversion). Namespaces need not exist before objects
-//! are created in them; deleting a Namespace deletes its contents at once.
+//! are created in them unless [`Builder::require_namespaces`] is set; deleting a
+//! Namespace deletes its contents at once.
 //! No authentication, authorization, admission webhooks, protobuf, or
 //! `fieldValidation=Strict`.
 
@@ -90,13 +124,17 @@ use crate::store::{Store, Target, WriteOpts};
 pub struct Builder {
     bookmark_interval: Duration,
     history_limit: usize,
+    require_namespaces: bool,
+    record_bodies: bool,
 }
 
 impl Default for Builder {
     fn default() -> Self {
         Self {
             bookmark_interval: Duration::from_secs(5),
-            history_limit: 100_000,
+            history_limit: 10_000,
+            require_namespaces: false,
+            record_bodies: true,
         }
     }
 }
@@ -109,9 +147,24 @@ impl Builder {
     }
 
     /// How many events the watch history keeps; older resourceVersions get
-    /// `410 Gone` (default 100 000).
+    /// `410 Gone` (default 10 000).
     pub fn history_limit(mut self, n: usize) -> Self {
         self.history_limit = n.max(1);
+        self
+    }
+
+    /// Reject creating namespaced objects in a namespace that does not exist, as
+    /// Kubernetes does (default: off, any namespace works without creating it).
+    /// `default`, `kube-system`, `kube-public` and `kube-node-lease` always exist.
+    pub fn require_namespaces(mut self, on: bool) -> Self {
+        self.require_namespaces = on;
+        self
+    }
+
+    /// Keep request bodies in the request log (default on; turn off for long
+    /// benchmarks to save memory).
+    pub fn record_bodies(mut self, on: bool) -> Self {
+        self.record_bodies = on;
         self
     }
 
@@ -119,10 +172,11 @@ impl Builder {
     pub async fn start(self) -> std::io::Result<MemServer> {
         let (rv_tx, rv_rx) = watch::channel(0u64);
         let gc_notify = Arc::new(Notify::new());
-        let store = Store::new(self.history_limit, rv_tx, gc_notify.clone());
+        let mut store = Store::new(self.history_limit, rv_tx, gc_notify.clone());
+        store.require_namespaces = self.require_namespaces;
         let shared = Arc::new(Shared {
             store: Mutex::new(store),
-            hooks: Arc::new(hooks::Hooks::new()),
+            hooks: Arc::new(hooks::Hooks::new(self.record_bodies)),
             rv_rx,
             close_tx: watch::Sender::new(0),
             bookmark_interval: self.bookmark_interval,
@@ -314,6 +368,12 @@ impl MemServer {
     /// The position the next request will take in the log (pass to `requests_since`).
     pub fn request_mark(&self) -> u64 {
         self.shared.hooks.mark()
+    }
+
+    /// Forgets the request log so far (long benchmarks); marks stay valid,
+    /// requests before the clear are no longer returned.
+    pub fn clear_requests(&self) {
+        self.shared.hooks.clear_log();
     }
 
     /// Requests received since `mark` (0 for all), in arrival order.

@@ -87,6 +87,31 @@ impl ResourceType {
         }
     }
 
+    /// The `apiVersion` objects are stored under (the storage version; for core
+    /// Events, `events.k8s.io/v1`).
+    pub fn storage_api_version(&self) -> String {
+        let v = self
+            .versions
+            .iter()
+            .find(|v| v.storage)
+            .or(self.versions.first())
+            .map(|v| v.name.as_str())
+            .unwrap_or("v1");
+        match self.storage_group() {
+            "" => v.to_string(),
+            g => format!("{g}/{v}"),
+        }
+    }
+
+    /// Whether `obj` (stored shape) matches `sel` in the shape this type serves.
+    pub fn selects(&self, sel: &crate::selector::Selector, obj: &Value) -> bool {
+        if self.is_core_events() {
+            sel.matches(&self.served_shape(obj))
+        } else {
+            sel.matches(obj)
+        }
+    }
+
     /// The object as stored, from the shape this type is served in.
     pub fn to_storage(&self, obj: Value) -> Value {
         if self.is_core_events() {
@@ -591,8 +616,8 @@ pub(crate) fn core_api_versions() -> Value {
 pub(crate) fn version_info() -> Value {
     json!({
         "major": "1",
-        "minor": "33",
-        "gitVersion": "v1.33.0-memserver",
+        "minor": "37",
+        "gitVersion": "v1.37.0-memserver",
         "gitCommit": "0000000000000000000000000000000000000000",
         "gitTreeState": "clean",
         "buildDate": "2026-01-01T00:00:00Z",

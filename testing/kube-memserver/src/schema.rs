@@ -53,6 +53,7 @@ fn walk(schema: &Value, v: &mut Value, path: &str, root: bool, errors: &mut Vec<
             list.join(", ")
         ));
     }
+    check_bounds(schema, v, path, errors);
     match v {
         Value::Object(obj) => walk_object(schema, obj, path, root, errors),
         Value::Array(items) => {
@@ -60,6 +61,80 @@ fn walk(schema: &Value, v: &mut Value, path: &str, root: bool, errors: &mut Vec<
                 for (i, item) in items.iter_mut().enumerate() {
                     walk(item_schema, item, &format!("{path}[{i}]"), false, errors);
                 }
+            }
+        }
+        _ => {}
+    }
+}
+
+/// `minimum`/`maximum`, `minLength`/`maxLength`/`pattern`, `minItems`/`maxItems`,
+/// `minProperties`/`maxProperties`.
+fn check_bounds(schema: &Value, v: &Value, path: &str, errors: &mut Vec<String>) {
+    let num = |k: &str| schema.get(k).and_then(Value::as_f64);
+    let count = |k: &str| schema.get(k).and_then(Value::as_u64);
+    let exclusive = |k: &str| schema.get(k).and_then(Value::as_bool).unwrap_or(false);
+    match v {
+        Value::Number(n) => {
+            let x = n.as_f64().unwrap_or_default();
+            if let Some(min) = num("minimum")
+                && (x < min || (exclusive("exclusiveMinimum") && x == min))
+            {
+                errors.push(format!("{path}: Invalid value: {n}: {path} in body should be greater than or equal to {min}"));
+            }
+            if let Some(max) = num("maximum")
+                && (x > max || (exclusive("exclusiveMaximum") && x == max))
+            {
+                errors.push(format!("{path}: Invalid value: {n}: {path} in body should be less than or equal to {max}"));
+            }
+        }
+        Value::String(s) => {
+            let len = s.chars().count() as u64;
+            if let Some(min) = count("minLength")
+                && len < min
+            {
+                errors.push(format!("{path}: Invalid value: {s:?}: {path} in body should be at least {min} chars long"));
+            }
+            if let Some(max) = count("maxLength")
+                && len > max
+            {
+                errors.push(format!(
+                    "{path}: Too long: may not be more than {max} bytes"
+                ));
+            }
+            if let Some(pattern) = schema.get("pattern").and_then(Value::as_str)
+                && let Ok(re) = regex::Regex::new(pattern)
+                && !re.is_match(s)
+            {
+                errors.push(format!(
+                    "{path}: Invalid value: {s:?}: {path} in body should match '{pattern}'"
+                ));
+            }
+        }
+        Value::Array(items) => {
+            let len = items.len() as u64;
+            if count("minItems").is_some_and(|min| len < min) {
+                errors.push(format!(
+                    "{path}: Invalid value: {len}: {path} in body should have at least {} items",
+                    count("minItems").unwrap_or_default()
+                ));
+            }
+            if count("maxItems").is_some_and(|max| len > max) {
+                errors.push(format!(
+                    "{path}: Too many: {len}: must have at most {} items",
+                    count("maxItems").unwrap_or_default()
+                ));
+            }
+        }
+        Value::Object(m) => {
+            let len = m.len() as u64;
+            if count("minProperties").is_some_and(|min| len < min) {
+                errors.push(format!("{path}: Invalid value: {len}: {path} in body should have at least {} properties", count("minProperties").unwrap_or_default()));
+            }
+            if count("maxProperties").is_some_and(|max| len > max) {
+                errors.push(format!(
+                    "{path}: Too many: {len}: must have at most {} properties",
+                    count("maxProperties").unwrap_or_default()
+                ));
             }
         }
         _ => {}
@@ -174,5 +249,14 @@ mod tests {
         let mut bad = json!({"spec": {"replicas": "x", "mode": "C"}});
         let errs = validate(&schema, &mut bad);
         assert_eq!(errs.len(), 3, "{errs:?}");
+
+        let bounded = json!({"type": "object", "properties": {
+            "n": {"type": "integer", "minimum": 1, "maximum": 3},
+            "s": {"type": "string", "pattern": "^[a-z]+$", "maxLength": 3},
+            "l": {"type": "array", "minItems": 1, "items": {"type": "string"}},
+        }});
+        assert!(validate(&bounded, &mut json!({"n": 2, "s": "ab", "l": ["x"]})).is_empty());
+        let errs = validate(&bounded, &mut json!({"n": 4, "s": "ABCD", "l": []}));
+        assert_eq!(errs.len(), 4, "{errs:?}");
     }
 }

@@ -142,6 +142,8 @@ pub(crate) struct Store {
     /// Watches from a resourceVersion below this get 410 Gone.
     pub compacted: u64,
     pub history_limit: usize,
+    /// Reject creating namespaced objects in a namespace that does not exist.
+    pub require_namespaces: bool,
     pub rv_tx: watch::Sender<u64>,
     pub gc_notify: Arc<Notify>,
 }
@@ -278,6 +280,7 @@ impl Store {
             history: VecDeque::new(),
             compacted: 0,
             history_limit,
+            require_namespaces: false,
             rv_tx,
             gc_notify,
         };
@@ -374,6 +377,16 @@ impl Store {
         }
     }
 
+    fn namespace_exists(&self, ns: &str) -> bool {
+        let key = ObjKey {
+            group: String::new(),
+            plural: "namespaces".into(),
+            namespace: String::new(),
+            name: ns.to_string(),
+        };
+        self.objects.get(&key).is_some_and(|n| !is_deleting(n))
+    }
+
     /// Deletes everything in a deleted namespace (objects with finalizers stay,
     /// marked for deletion, until their finalizers are removed).
     fn namespace_deleted(&mut self, ns: &str) {
@@ -455,7 +468,7 @@ impl Store {
                     .as_ref()
                     .is_none_or(|(ns, name)| (&k.namespace, &k.name) > (ns, name))
             })
-            .filter(|(_, o)| sel.matches(o));
+            .filter(|(_, o)| t.rt.selects(sel, o));
         let mut items = Vec::new();
         let mut remaining = 0usize;
         let mut last: Option<&ObjKey> = None;
@@ -567,6 +580,14 @@ impl Store {
         if t.rt.namespaced && t.namespace.is_empty() {
             return Err(ApiError::no_route());
         }
+        if self.require_namespaces && t.rt.namespaced && !self.namespace_exists(&t.namespace) {
+            return Err(ApiError::not_found(crate::error::Subject {
+                group: "",
+                plural: "namespaces",
+                kind: "Namespace",
+                name: &t.namespace,
+            }));
+        }
         if self.objects.contains_key(&t.key()) {
             return Err(ApiError::already_exists(t.rt.subject(&name)));
         }
@@ -605,7 +626,7 @@ impl Store {
             ));
         }
         if let Some(m) = new.as_object_mut() {
-            m.insert("apiVersion".into(), json!(t.api_version()));
+            m.insert("apiVersion".into(), json!(t.rt.storage_api_version()));
             m.insert("kind".into(), json!(t.rt.kind));
         }
         self.normalize(t, None, &mut new)?;
@@ -668,7 +689,11 @@ impl Store {
         let rt = &t.rt;
         let errors = crate::meta::validate(new);
         if !errors.is_empty() {
-            return Err(Self::invalid(t, &t.name, &format!("[{}]", errors.join(", "))));
+            return Err(Self::invalid(
+                t,
+                &t.name,
+                &format!("[{}]", errors.join(", ")),
+            ));
         }
         if rt.group.is_empty() && rt.plural == "secrets" {
             let obj = new.as_object_mut().expect("object");
@@ -707,7 +732,11 @@ impl Store {
             if let Some(old) = old
                 && old.get("type") != new.get("type")
             {
-                return Err(Self::invalid(t, &t.name, "type: Invalid value: field is immutable"));
+                return Err(Self::invalid(
+                    t,
+                    &t.name,
+                    "type: Invalid value: field is immutable",
+                ));
             }
             if let Some(old) = old
                 && old.get("immutable").and_then(Value::as_bool) == Some(true)
@@ -889,13 +918,19 @@ impl Store {
                 "metadata.name cannot be changed by a patch",
             ));
         }
-        if meta_str(&new, "uid") != meta_str(&old, "uid") {
+        if let Some(uid) = meta_str(&new, "uid").filter(|u| !u.is_empty())
+            && Some(uid) != meta_str(&old, "uid")
+        {
             return Err(ApiError::conflict_msg(
                 t.rt.subject(&t.name),
                 "Precondition failed: UID in precondition does not match the object",
             ));
         }
-        if meta_str(&new, "resourceVersion") != meta_str(&old, "resourceVersion") {
+        // A patch that sets a resourceVersion makes it a precondition; one that
+        // drops it is unconditional.
+        if let Some(rv) = meta_str(&new, "resourceVersion").filter(|r| !r.is_empty())
+            && Some(rv) != meta_str(&old, "resourceVersion")
+        {
             return Err(ApiError::conflict(t.rt.subject(&t.name)));
         }
         let new = t.rt.to_storage(new);
@@ -1043,7 +1078,7 @@ impl Store {
             n
         };
         if let Some(m) = new.as_object_mut() {
-            m.insert("apiVersion".into(), json!(t.api_version()));
+            m.insert("apiVersion".into(), json!(t.rt.storage_api_version()));
             m.insert("kind".into(), json!(t.rt.kind));
         }
         self.normalize(t, Some(old), &mut new)?;
@@ -1233,7 +1268,7 @@ impl Store {
                 k.group == t.rt.storage_group()
                     && k.plural == t.rt.plural
                     && (t.namespace.is_empty() || k.namespace == t.namespace)
-                    && sel.matches(o)
+                    && t.rt.selects(sel, o)
             })
             .map(|(k, _)| (k.namespace.clone(), k.name.clone()))
             .collect();

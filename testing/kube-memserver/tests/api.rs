@@ -776,6 +776,11 @@ async fn injected_faults_fail_requests_and_the_log_counts_writes() {
         .await
         .unwrap();
 
+    let status_only = server.inject(Fault::error(503).resource("secrets").subresource("status"));
+    secrets.get("s").await.unwrap();
+    assert_eq!(status_only.hits(), 0, "only status requests match");
+    status_only.remove();
+
     let conflict = server.inject(Fault::error(409).verb(Verb::Update).name("s"));
     let current = secrets.get("s").await.unwrap();
     assert!(status_of(secrets.replace("s", &PostParams::default(), &current).await).is_conflict());
@@ -801,6 +806,14 @@ async fn injected_faults_fail_requests_and_the_log_counts_writes() {
     );
     // The last replace sent the same object back: nothing changed.
     assert!(!writes[3].changed);
+    let before_clear = server.request_mark();
+    server.clear_requests();
+    assert!(server.requests_since(0).is_empty());
+    assert_eq!(
+        server.request_mark(),
+        before_clear,
+        "sequence numbers keep counting"
+    );
 
     // Paused requests wait until resumed.
     server.pause();
@@ -819,6 +832,24 @@ async fn injected_faults_fail_requests_and_the_log_counts_writes() {
     assert!(!pending.is_finished());
     server.resume();
     pending.await.unwrap().unwrap();
+
+    // A hold fault keeps matching requests waiting until it is removed.
+    let hold = server.inject(Fault::hold().verb(Verb::Delete));
+    let deleting = tokio::spawn({
+        let secrets = secrets.clone();
+        async move { secrets.delete("s", &DeleteParams::default()).await }
+    });
+    wait_for("the delete to be held", || async {
+        (hold.hits() == 1).then_some(())
+    })
+    .await;
+    assert!(
+        secrets.get_opt("s").await.unwrap().is_some(),
+        "other requests pass"
+    );
+    hold.remove();
+    deleting.await.unwrap().unwrap();
+    assert!(secrets.get_opt("s").await.unwrap().is_none());
 }
 
 #[tokio::test]
@@ -972,4 +1003,50 @@ async fn server_keeps_serving_while_the_test_thread_blocks() {
     .join()
     .unwrap();
     assert_eq!(names, 4);
+}
+
+#[tokio::test]
+async fn invalid_metadata_is_rejected() {
+    let server = MemServer::start().await;
+    let secrets: Api<Secret> = Api::namespaced(server.client(), "default");
+    let mut s = secret("bad-label", &[]);
+    s.metadata.labels = Some(BTreeMap::from([("app".into(), "not a valid value".into())]));
+    let err = status_of(secrets.create(&PostParams::default(), &s).await);
+    assert_eq!((err.code, err.reason.as_str()), (422, "Invalid"));
+
+    let err = status_of(
+        secrets
+            .create(&PostParams::default(), &secret("Upper_Case", &[]))
+            .await,
+    );
+    assert_eq!(err.code, 422);
+
+    let mut with_rv = secret("with-rv", &[]);
+    with_rv.metadata.resource_version = Some("12".into());
+    let err = status_of(secrets.create(&PostParams::default(), &with_rv).await);
+    assert_eq!(err.code, 500, "as the real apiserver answers");
+}
+
+#[tokio::test]
+async fn namespaces_can_be_required_to_exist() {
+    let server = MemServer::builder()
+        .require_namespaces(true)
+        .start()
+        .await
+        .unwrap();
+    let nowhere: Api<Secret> = Api::namespaced(server.client(), "nowhere");
+    let err = status_of(
+        nowhere
+            .create(&PostParams::default(), &secret("s", &[]))
+            .await,
+    );
+    assert_eq!(
+        (err.code, err.message.as_str()),
+        (404, "namespaces \"nowhere\" not found")
+    );
+    let default: Api<Secret> = Api::namespaced(server.client(), "default");
+    default
+        .create(&PostParams::default(), &secret("s", &[]))
+        .await
+        .unwrap();
 }

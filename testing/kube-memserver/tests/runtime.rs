@@ -362,6 +362,22 @@ async fn controller_reconciles_widgets_into_secrets_and_status() {
     );
     assert_eq!(server.resource_version(), rv_before + 1);
 
+    // The controller survives an apiserver restart (watches closed, history gone).
+    server.restart_watches();
+    widgets
+        .patch(
+            "w",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"size": 5}})),
+        )
+        .await
+        .unwrap();
+    wait_for("reconcile after the restart", || async {
+        let w = widgets.get("w").await.unwrap();
+        (w.status?.observed_generation == Some(3)).then_some(())
+    })
+    .await;
+
     // Deleting runs the finalizer, then the object and its Secret go away.
     widgets.delete("w", &DeleteParams::default()).await.unwrap();
     wait_for("widget and secret to be gone", || async {
@@ -419,6 +435,17 @@ async fn recorder_publishes_events() {
     assert_eq!(ce.message.as_deref(), Some("token rotated"));
     assert_eq!(ce.involved_object.name.as_deref(), Some("w"));
     assert_eq!(ce.reporting_component.as_deref(), Some("widget-controller"));
+    // The request log carries bodies: the event note went out in a write.
+    assert!(
+        server
+            .writes_to_since("events", 0)
+            .iter()
+            .any(|r| r.body.contains("token rotated"))
+    );
+    let about_w = ListParams::default().fields("involvedObject.name=w");
+    assert_eq!(core.list(&about_w).await.unwrap().items.len(), 1);
+    let about_other = ListParams::default().fields("involvedObject.name=other");
+    assert!(core.list(&about_other).await.unwrap().items.is_empty());
 }
 
 #[tokio::test]
