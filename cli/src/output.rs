@@ -38,7 +38,7 @@ pub fn relative(t: DateTime<Utc>, now: DateTime<Utc>) -> String {
     } else if nearest(86_400) < 365 {
         format!("{}d", nearest(86_400))
     } else {
-        format!("{}y", abs / (86_400 * 365))
+        format!("{}y", nearest(86_400 * 365).max(1))
     };
     if past {
         format!("{amount} ago")

@@ -3,19 +3,19 @@
 
 use std::time::Duration;
 
-use axum::extract::{Path, State};
-use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
-use axum::response::{IntoResponse, Response};
 use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
 use chrono::Utc;
 use secret_util::new_secret;
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use tokenops_types::{
-    codes, permission, AuditEvent, BulkRevokeRequest, BulkRevokeResponse, CreateTokenRequest, Page,
-    RegenerateRequest, Resources, Token, TokenStatus, TokenWithSecret, UpdateTokenRequest, VerifiedToken,
-    VerifyCode, VerifyRequest, VerifyResponse, LABEL_MANAGED_BY,
+    AuditEvent, BulkRevokeRequest, BulkRevokeResponse, CreateTokenRequest, LABEL_MANAGED_BY, Page,
+    RegenerateRequest, Resources, Token, TokenStatus, TokenWithSecret, UpdateTokenRequest,
+    VerifiedToken, VerifyCode, VerifyRequest, VerifyResponse, codes, permission,
 };
 use utoipa::IntoParams;
 
@@ -23,7 +23,7 @@ use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{ApiJson, ApiQuery};
 use crate::state::AppState;
-use crate::store::{now_us, to_time, Cursor, Insert, ListFilter, NewAudit, Regeneration, TokenRow};
+use crate::store::{Cursor, Insert, ListFilter, NewAudit, Regeneration, TokenRow, now_us, to_time};
 use crate::validate;
 use crate::verify::Checked;
 
@@ -89,7 +89,12 @@ impl AppState {
     }
 }
 
-fn audit(caller: &Caller, action: &'static str, token_id: Option<&str>, detail: serde_json::Value) -> NewAudit {
+fn audit(
+    caller: &Caller,
+    action: &'static str,
+    token_id: Option<&str>,
+    detail: serde_json::Value,
+) -> NewAudit {
     NewAudit {
         project: caller.0.project.to_string(),
         actor: caller.0.id.to_string(),
@@ -100,7 +105,9 @@ fn audit(caller: &Caller, action: &'static str, token_id: Option<&str>, detail: 
 }
 
 fn digest<T: serde::Serialize>(value: &T) -> String {
-    hex::encode(Sha256::digest(serde_json::to_vec(value).unwrap_or_default()))
+    hex::encode(Sha256::digest(
+        serde_json::to_vec(value).unwrap_or_default(),
+    ))
 }
 
 fn idempotency_key(headers: &HeaderMap) -> ApiResult<Option<String>> {
@@ -108,7 +115,11 @@ fn idempotency_key(headers: &HeaderMap) -> ApiResult<Option<String>> {
         None => Ok(None),
         Some(v) => {
             let v = v.to_str().map_err(|_| {
-                ApiError::field(codes::INVALID_FIELD, "Idempotency-Key", "the Idempotency-Key header must be ASCII")
+                ApiError::field(
+                    codes::INVALID_FIELD,
+                    "Idempotency-Key",
+                    "the Idempotency-Key header must be ASCII",
+                )
             })?;
             validate::idempotency_key(v)?;
             Ok(Some(v.to_string()))
@@ -121,8 +132,16 @@ fn encode_cursor(at: i64, id: &str) -> String {
 }
 
 fn decode_cursor(token: &str) -> ApiResult<Cursor> {
-    let bad = || ApiError::field(codes::INVALID_FIELD, "page_token", "page_token is not one this server issued");
-    let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(token).map_err(|_| bad())?;
+    let bad = || {
+        ApiError::field(
+            codes::INVALID_FIELD,
+            "page_token",
+            "page_token is not one this server issued",
+        )
+    };
+    let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(token)
+        .map_err(|_| bad())?;
     let text = String::from_utf8(raw).map_err(|_| bad())?;
     let (at, id) = text.split_once(':').ok_or_else(bad)?;
     Ok((at.parse().map_err(|_| bad())?, id.to_string()))
@@ -133,7 +152,11 @@ fn page_limit(limit: Option<&str>) -> ApiResult<u32> {
         None => Ok(DEFAULT_PAGE),
         Some(l) => match l.parse::<u32>() {
             Ok(n) if (1..=MAX_PAGE).contains(&n) => Ok(n),
-            _ => Err(ApiError::field(codes::INVALID_FIELD, "limit", format!("limit must be a whole number from 1 to {MAX_PAGE}"))),
+            _ => Err(ApiError::field(
+                codes::INVALID_FIELD,
+                "limit",
+                format!("limit must be a whole number from 1 to {MAX_PAGE}"),
+            )),
         },
     }
 }
@@ -148,8 +171,17 @@ fn check_no_escalation(
 ) -> ApiResult<()> {
     let wanted = state.policy.effective_permissions(role, scopes);
     let held = caller.0.permissions.iter().map(String::as_str);
-    if let Some(p) = wanted.iter().find(|p| !permission::covers_all(held.clone(), [p.as_str()])) {
-        let field = if role.is_some_and(|r| state.policy.roles.get(r).is_some_and(|perms| perms.contains(p))) {
+    if let Some(p) = wanted
+        .iter()
+        .find(|p| !permission::covers_all(held.clone(), [p.as_str()]))
+    {
+        let field = if role.is_some_and(|r| {
+            state
+                .policy
+                .roles
+                .get(r)
+                .is_some_and(|perms| perms.contains(p))
+        }) {
             "role"
         } else {
             "scopes"
@@ -194,10 +226,16 @@ pub async fn create_token(
     if let Some(d) = &req.description {
         validate::description(d)?;
     }
-    let project = req.project.clone().unwrap_or_else(|| caller.0.project.to_string());
+    let project = req
+        .project
+        .clone()
+        .unwrap_or_else(|| caller.0.project.to_string());
     validate::project(&project)?;
     if project != *caller.0.project {
-        return Err(ApiError::escalation("project", "tokens can only be created in the calling token's project"));
+        return Err(ApiError::escalation(
+            "project",
+            "tokens can only be created in the calling token's project",
+        ));
     }
     if let Some(r) = &req.role {
         validate::role(policy, r)?;
@@ -205,7 +243,11 @@ pub async fn create_token(
     let scopes = req.scopes.clone().unwrap_or_default();
     validate::scopes(&scopes)?;
     if req.role.is_none() && scopes.is_empty() {
-        return Err(ApiError::field(codes::REQUIRED, "role", "give a role or at least one scope"));
+        return Err(ApiError::field(
+            codes::REQUIRED,
+            "role",
+            "give a role or at least one scope",
+        ));
     }
     let resources = req.resources.clone().unwrap_or_default();
     validate::resources(policy, &resources)?;
@@ -247,10 +289,17 @@ pub async fn create_token(
         "name": row.name, "role": row.role, "scopes": row.scopes,
         "managed_by": row.labels.get(LABEL_MANAGED_BY),
     });
-    match state.store.insert_token(&row, audit(&caller, "token.create", Some(&row.id), detail)).await? {
+    match state
+        .store
+        .insert_token(&row, audit(&caller, "token.create", Some(&row.id), detail))
+        .await?
+    {
         Insert::Created(row) => {
             state.metrics.changed("create", 1);
-            let body = TokenWithSecret { token: state.wire(&row), secret: value };
+            let body = TokenWithSecret {
+                token: state.wire(&row),
+                secret: value,
+            };
             Ok((StatusCode::CREATED, Json(body)).into_response())
         }
         Insert::KeyExists(existing) => {
@@ -272,15 +321,27 @@ pub async fn create_token(
                 key: None,
                 digest: None,
             };
-            let a = audit(&caller, "token.create.replayed", Some(&existing.id), serde_json::json!({}));
-            let Some(updated) = state.store.regenerate(&existing.project, &existing.id, &regen, true, a).await? else {
+            let a = audit(
+                &caller,
+                "token.create.replayed",
+                Some(&existing.id),
+                serde_json::json!({}),
+            );
+            let Some(updated) = state
+                .store
+                .regenerate(&existing.project, &existing.id, &regen, true, a)
+                .await?
+            else {
                 return Err(ApiError::conflict(
                     codes::TOKEN_REVOKED,
                     "the token created with this Idempotency-Key has since been revoked or deleted",
                 ));
             };
             state.changed(std::slice::from_ref(&updated.id)).await;
-            let body = TokenWithSecret { token: state.wire(&updated), secret: value };
+            let body = TokenWithSecret {
+                token: state.wire(&updated),
+                secret: value,
+            };
             Ok((StatusCode::CREATED, Json(body)).into_response())
         }
     }
@@ -317,19 +378,32 @@ pub async fn list_tokens(
     let status = q
         .status
         .as_deref()
-        .map(|s| s.parse::<TokenStatus>().map_err(|m| ApiError::field(codes::INVALID_FIELD, "status", m)))
+        .map(|s| {
+            s.parse::<TokenStatus>()
+                .map_err(|m| ApiError::field(codes::INVALID_FIELD, "status", m))
+        })
         .transpose()?;
     let labels = q
         .label
         .as_deref()
-        .map(|s| tokenops_types::parse_selector(s).map_err(|m| ApiError::field(codes::INVALID_SELECTOR, "label", m)))
+        .map(|s| {
+            tokenops_types::parse_selector(s)
+                .map_err(|m| ApiError::field(codes::INVALID_SELECTOR, "label", m))
+        })
         .transpose()?
         .unwrap_or_default();
     let limit = page_limit(q.limit.as_deref())?;
     let after = q.page_token.as_deref().map(decode_cursor).transpose()?;
-    let filter = ListFilter { status, name: q.name, labels };
+    let filter = ListFilter {
+        status,
+        name: q.name,
+        labels,
+    };
     let now = now_us();
-    let mut rows = state.store.list(&caller.0.project, &filter, after.as_ref(), limit + 1, now).await?;
+    let mut rows = state
+        .store
+        .list(&caller.0.project, &filter, after.as_ref(), limit + 1, now)
+        .await?;
     let next_page_token = if rows.len() > limit as usize {
         rows.truncate(limit as usize);
         rows.last().map(|r| encode_cursor(r.created_at, &r.id))
@@ -337,11 +411,18 @@ pub async fn list_tokens(
         None
     };
     let items = rows.iter().map(|r| state.wire(r)).collect();
-    Ok(Json(Page { items, next_page_token }))
+    Ok(Json(Page {
+        items,
+        next_page_token,
+    }))
 }
 
 async fn load(state: &AppState, caller: &Caller, id: &str) -> ApiResult<TokenRow> {
-    state.store.get(&caller.0.project, id).await?.ok_or_else(|| ApiError::not_found("token"))
+    state
+        .store
+        .get(&caller.0.project, id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("token"))
 }
 
 /// One token, masked.
@@ -350,7 +431,11 @@ async fn load(state: &AppState, caller: &Caller, id: &str) -> ApiResult<TokenRow
         (status = 401, body = tokenops_types::Problem, content_type = "application/problem+json"),
         (status = 404, body = tokenops_types::Problem, content_type = "application/problem+json")),
     security(("api_key" = []), ("bearer" = [])))]
-pub async fn get_token(State(state): State<AppState>, caller: Caller, Path(id): Path<String>) -> ApiResult<Json<Token>> {
+pub async fn get_token(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Token>> {
     caller.require("tokens:read")?;
     Ok(Json(state.wire(&load(&state, &caller, &id).await?)))
 }
@@ -383,7 +468,11 @@ pub async fn update_token(
             } else {
                 "permissions cannot change after creation: create a new token"
             };
-            return Err(ApiError::field(codes::IMMUTABLE_FIELD, field, format!("{field} is immutable; {hint}")));
+            return Err(ApiError::field(
+                codes::IMMUTABLE_FIELD,
+                field,
+                format!("{field} is immutable; {hint}"),
+            ));
         }
     }
     if let Some(n) = &req.name {
@@ -395,15 +484,34 @@ pub async fn update_token(
     if let Some(l) = &req.labels {
         validate::labels(l)?;
     }
-    let description = req.description.as_deref().map(|d| Some(d).filter(|d| !d.is_empty()));
-    let changed: Vec<&str> = [("name", req.name.is_some()), ("description", req.description.is_some()), ("labels", req.labels.is_some())]
-        .into_iter()
-        .filter_map(|(f, p)| p.then_some(f))
-        .collect();
-    let a = audit(&caller, "token.update", Some(&id), serde_json::json!({ "fields": changed }));
+    let description = req
+        .description
+        .as_deref()
+        .map(|d| Some(d).filter(|d| !d.is_empty()));
+    let changed: Vec<&str> = [
+        ("name", req.name.is_some()),
+        ("description", req.description.is_some()),
+        ("labels", req.labels.is_some()),
+    ]
+    .into_iter()
+    .filter_map(|(f, p)| p.then_some(f))
+    .collect();
+    let a = audit(
+        &caller,
+        "token.update",
+        Some(&id),
+        serde_json::json!({ "fields": changed }),
+    );
     let row = state
         .store
-        .update_meta(&caller.0.project, &id, req.name.as_deref(), description, req.labels.as_ref(), a)
+        .update_meta(
+            &caller.0.project,
+            &id,
+            req.name.as_deref(),
+            description,
+            req.labels.as_ref(),
+            a,
+        )
         .await?
         .ok_or_else(|| ApiError::not_found("token"))?;
     state.changed(std::slice::from_ref(&row.id)).await;
@@ -432,14 +540,35 @@ pub async fn regenerate_token(
     let key = idempotency_key(&headers)?;
     let row = load(&state, &caller, &id).await?;
     if row.revoked_at.is_some() {
-        return Err(ApiError::conflict(codes::TOKEN_REVOKED, "a revoked token cannot be regenerated"));
+        return Err(ApiError::conflict(
+            codes::TOKEN_REVOKED,
+            "a revoked token cannot be regenerated",
+        ));
     }
     // Regenerating hands out a working value: the caller must hold everything the token holds.
-    check_no_escalation(&state, &caller, row.role.as_deref(), &row.scopes, &row.resources)?;
+    check_no_escalation(
+        &state,
+        &caller,
+        row.role.as_deref(),
+        &row.scopes,
+        &row.resources,
+    )?;
     let now = Utc::now();
-    let fallback = row.lifetime_us.map(|us| Duration::from_micros(u64::try_from(us).unwrap_or(0)));
-    let expiry = validate::expiry(&state.policy, now, req.lifetime.as_deref(), req.expires_at, fallback)?;
-    let grace = req.grace_period.as_deref().map(|g| validate::duration("grace_period", g)).transpose()?;
+    let fallback = row
+        .lifetime_us
+        .map(|us| Duration::from_micros(u64::try_from(us).unwrap_or(0)));
+    let expiry = validate::expiry(
+        &state.policy,
+        now,
+        req.lifetime.as_deref(),
+        req.expires_at,
+        fallback,
+    )?;
+    let grace = req
+        .grace_period
+        .as_deref()
+        .map(|g| validate::duration("grace_period", g))
+        .transpose()?;
     if let Some(g) = grace {
         if g > state.policy.max_lifetime.0 {
             return Err(ApiError::field(
@@ -450,7 +579,8 @@ pub async fn regenerate_token(
         }
     }
     let grace_until = grace.filter(|g| !g.is_zero()).map(|g| {
-        now.timestamp_micros().saturating_add(i64::try_from(g.as_micros()).unwrap_or(i64::MAX))
+        now.timestamp_micros()
+            .saturating_add(i64::try_from(g.as_micros()).unwrap_or(i64::MAX))
     });
     let req_digest = key.as_ref().map(|_| digest(&req));
     let replay = match (&key, &row.regen_key) {
@@ -476,16 +606,33 @@ pub async fn regenerate_token(
         key,
         digest: req_digest,
     };
-    let action = if replay { "token.regenerate.replayed" } else { "token.regenerate" };
-    let a = audit(&caller, action, Some(&id), serde_json::json!({ "grace_period": req.grace_period }));
+    let action = if replay {
+        "token.regenerate.replayed"
+    } else {
+        "token.regenerate"
+    };
+    let a = audit(
+        &caller,
+        action,
+        Some(&id),
+        serde_json::json!({ "grace_period": req.grace_period }),
+    );
     let updated = state
         .store
         .regenerate(&caller.0.project, &id, &regen, replay, a)
         .await?
-        .ok_or_else(|| ApiError::conflict(codes::TOKEN_REVOKED, "the token was revoked or deleted meanwhile"))?;
+        .ok_or_else(|| {
+            ApiError::conflict(
+                codes::TOKEN_REVOKED,
+                "the token was revoked or deleted meanwhile",
+            )
+        })?;
     state.changed(std::slice::from_ref(&updated.id)).await;
     state.metrics.changed("regenerate", 1);
-    Ok(Json(TokenWithSecret { token: state.wire(&updated), secret: value }))
+    Ok(Json(TokenWithSecret {
+        token: state.wire(&updated),
+        secret: value,
+    }))
 }
 
 /// Revoke one token; its record stays for audit. Revoking twice is not an error.
@@ -493,10 +640,18 @@ pub async fn regenerate_token(
     responses((status = 200, body = Token),
         (status = 404, body = tokenops_types::Problem, content_type = "application/problem+json")),
     security(("api_key" = []), ("bearer" = [])))]
-pub async fn revoke_token(State(state): State<AppState>, caller: Caller, Path(id): Path<String>) -> ApiResult<Json<Token>> {
+pub async fn revoke_token(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Token>> {
     caller.require("tokens:revoke")?;
     let a = audit(&caller, "token.revoke", Some(&id), serde_json::json!({}));
-    let row = state.store.revoke(&caller.0.project, &id, a).await?.ok_or_else(|| ApiError::not_found("token"))?;
+    let row = state
+        .store
+        .revoke(&caller.0.project, &id, a)
+        .await?
+        .ok_or_else(|| ApiError::not_found("token"))?;
     state.changed(std::slice::from_ref(&row.id)).await;
     state.metrics.changed("revoke", 1);
     Ok(Json(state.wire(&row)))
@@ -507,7 +662,11 @@ pub async fn revoke_token(State(state): State<AppState>, caller: Caller, Path(id
     responses((status = 204, description = "Deleted"),
         (status = 404, body = tokenops_types::Problem, content_type = "application/problem+json")),
     security(("api_key" = []), ("bearer" = [])))]
-pub async fn delete_token(State(state): State<AppState>, caller: Caller, Path(id): Path<String>) -> ApiResult<StatusCode> {
+pub async fn delete_token(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<StatusCode> {
     caller.require("tokens:delete")?;
     let a = audit(&caller, "token.delete", Some(&id), serde_json::json!({}));
     if !state.store.delete(&caller.0.project, &id, a).await? {
@@ -531,24 +690,46 @@ pub async fn bulk_revoke(
     caller.require("tokens:revoke")?;
     let revoked = match (&req.ids, &req.selector) {
         (Some(_), Some(_)) => {
-            return Err(ApiError::field(codes::MUTUALLY_EXCLUSIVE, "selector", "give either ids or selector, not both"));
+            return Err(ApiError::field(
+                codes::MUTUALLY_EXCLUSIVE,
+                "selector",
+                "give either ids or selector, not both",
+            ));
         }
-        (None, None) => return Err(ApiError::field(codes::REQUIRED, "ids", "give ids or a selector")),
+        (None, None) => {
+            return Err(ApiError::field(
+                codes::REQUIRED,
+                "ids",
+                "give ids or a selector",
+            ));
+        }
         (Some(ids), None) => {
             if ids.is_empty() || ids.len() > MAX_BULK_IDS {
-                return Err(ApiError::field(codes::INVALID_FIELD, "ids", format!("give 1 to {MAX_BULK_IDS} ids")));
+                return Err(ApiError::field(
+                    codes::INVALID_FIELD,
+                    "ids",
+                    format!("give 1 to {MAX_BULK_IDS} ids"),
+                ));
             }
-            state.store.bulk_revoke(&caller.0.project, Some(ids), &[], &caller.0.id).await?
+            state
+                .store
+                .bulk_revoke(&caller.0.project, Some(ids), &[], &caller.0.id)
+                .await?
         }
         (None, Some(sel)) => {
             let pairs = tokenops_types::parse_selector(sel)
                 .map_err(|m| ApiError::field(codes::INVALID_SELECTOR, "selector", m))?;
-            state.store.bulk_revoke(&caller.0.project, None, &pairs, &caller.0.id).await?
+            state
+                .store
+                .bulk_revoke(&caller.0.project, None, &pairs, &caller.0.id)
+                .await?
         }
     };
     state.changed(&revoked).await;
     state.metrics.changed("revoke", revoked.len() as u64);
-    Ok(Json(BulkRevokeResponse { revoked: revoked.len() as u64 }))
+    Ok(Json(BulkRevokeResponse {
+        revoked: revoked.len() as u64,
+    }))
 }
 
 /// The calling token, masked.
@@ -571,10 +752,17 @@ pub async fn whoami(State(state): State<AppState>, caller: Caller) -> ApiResult<
     responses((status = 200, description = "Checked (see `valid` and `code`)", body = VerifyResponse),
         (status = 429, description = "The token is over its rate limit (code RATE_LIMITED)", body = VerifyResponse),
         (status = 422, body = tokenops_types::Problem, content_type = "application/problem+json")))]
-pub async fn verify(State(state): State<AppState>, ApiJson(req): ApiJson<VerifyRequest>) -> ApiResult<Response> {
+pub async fn verify(
+    State(state): State<AppState>,
+    ApiJson(req): ApiJson<VerifyRequest>,
+) -> ApiResult<Response> {
     if let Some(p) = &req.permission {
         if permission::parse(p).is_err() {
-            return Err(ApiError::field(codes::INVALID_PERMISSION, "permission", "permission must look like <resource>:<action>"));
+            return Err(ApiError::field(
+                codes::INVALID_PERMISSION,
+                "permission",
+                "permission must look like <resource>:<action>",
+            ));
         }
     }
     let checked = state.verifier.check(&req.token, now_us()).await?;
@@ -582,7 +770,11 @@ pub async fn verify(State(state): State<AppState>, ApiJson(req): ApiJson<VerifyR
         Checked::Valid(c) => {
             let allowed = req.permission.as_deref().is_none_or(|p| c.allows(p))
                 && req.resource.as_ref().is_none_or(|r| c.resources.allows(r));
-            if allowed { (VerifyCode::Valid, Some(c), None) } else { (VerifyCode::InsufficientPermissions, None, None) }
+            if allowed {
+                (VerifyCode::Valid, Some(c), None)
+            } else {
+                (VerifyCode::InsufficientPermissions, None, None)
+            }
         }
         Checked::RateLimited(_, secs) => (VerifyCode::RateLimited, None, Some(secs)),
         Checked::Invalid(code) => (code, None, None),
@@ -590,7 +782,9 @@ pub async fn verify(State(state): State<AppState>, ApiJson(req): ApiJson<VerifyR
     state
         .metrics
         .verifications
-        .get_or_create(&crate::metrics::CodeLabels { code: verify_code_str(code).to_string() })
+        .get_or_create(&crate::metrics::CodeLabels {
+            code: verify_code_str(code).to_string(),
+        })
         .inc();
     let token = cred.map(|c| VerifiedToken {
         id: c.id.to_string(),
@@ -602,11 +796,16 @@ pub async fn verify(State(state): State<AppState>, ApiJson(req): ApiJson<VerifyR
         expires_at: c.expires_at.map(to_time),
         masked: c.masked.to_string(),
     });
-    let body = VerifyResponse { valid: code == VerifyCode::Valid, code, token };
+    let body = VerifyResponse {
+        valid: code == VerifyCode::Valid,
+        code,
+        token,
+    };
     let mut res = Json(body).into_response();
     if let Some(secs) = retry {
         *res.status_mut() = StatusCode::TOO_MANY_REQUESTS;
-        res.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        res.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(secs));
     }
     Ok(res)
 }
@@ -649,15 +848,25 @@ pub async fn audit_log(
     let after = q.page_token.as_deref().map(decode_cursor).transpose()?;
     let mut items = state
         .store
-        .audit_list(&caller.0.project, q.token_id.as_deref(), after.as_ref(), limit + 1)
+        .audit_list(
+            &caller.0.project,
+            q.token_id.as_deref(),
+            after.as_ref(),
+            limit + 1,
+        )
         .await?;
     let next_page_token = if items.len() > limit as usize {
         items.truncate(limit as usize);
-        items.last().map(|e| encode_cursor(e.at.timestamp_micros(), &e.id))
+        items
+            .last()
+            .map(|e| encode_cursor(e.at.timestamp_micros(), &e.id))
     } else {
         None
     };
-    Ok(Json(Page { items, next_page_token }))
+    Ok(Json(Page {
+        items,
+        next_page_token,
+    }))
 }
 
 /// Liveness: the process answers.
@@ -680,9 +889,15 @@ pub async fn readyz(State(state): State<AppState>) -> ApiResult<&'static str> {
 /// Prometheus metrics.
 #[utoipa::path(get, path = "/metrics", tag = "operations", responses((status = 200, description = "Prometheus text format")))]
 pub async fn metrics(State(state): State<AppState>) -> Response {
-    state.metrics.cache_entries.set(i64::try_from(state.verifier.cached_entries()).unwrap_or(i64::MAX));
+    state
+        .metrics
+        .cache_entries
+        .set(i64::try_from(state.verifier.cached_entries()).unwrap_or(i64::MAX));
     (
-        [(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
         state.metrics.render(),
     )
         .into_response()

@@ -3,8 +3,8 @@
 use std::sync::Arc;
 
 use axum::extract::FromRequestParts;
-use axum::http::request::Parts;
 use axum::http::HeaderMap;
+use axum::http::request::Parts;
 use tokenops_types::VerifyCode;
 
 use crate::error::ApiError;
@@ -21,7 +21,9 @@ impl Caller {
         if self.0.allows(permission) {
             Ok(())
         } else {
-            Err(ApiError::forbidden(format!("this token lacks the permission {permission}")))
+            Err(ApiError::forbidden(format!(
+                "this token lacks the permission {permission}"
+            )))
         }
     }
 }
@@ -31,7 +33,10 @@ pub fn presented_token(headers: &HeaderMap) -> Option<&str> {
     if let Some(v) = headers.get("x-api-key").and_then(|v| v.to_str().ok()) {
         return Some(v.trim());
     }
-    let auth = headers.get(axum::http::header::AUTHORIZATION)?.to_str().ok()?;
+    let auth = headers
+        .get(axum::http::header::AUTHORIZATION)?
+        .to_str()
+        .ok()?;
     let (scheme, rest) = auth.trim().split_once(' ')?;
     scheme.eq_ignore_ascii_case("bearer").then(|| rest.trim())
 }
@@ -39,7 +44,10 @@ pub fn presented_token(headers: &HeaderMap) -> Option<&str> {
 impl FromRequestParts<AppState> for Caller {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
         let Some(value) = presented_token(&parts.headers) else {
             return Err(ApiError::unauthenticated(
                 "missing credentials: send the token as x-api-key or Authorization: Bearer",

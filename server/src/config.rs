@@ -81,7 +81,9 @@ impl Default for Policy {
             require_expiry: true,
             max_lifetime: GoDuration(Duration::from_secs(365 * 86_400)),
             roles,
-            resource_types: ["device", "device_group", "site"].map(String::from).to_vec(),
+            resource_types: ["device", "device_group", "site"]
+                .map(String::from)
+                .to_vec(),
             rate_limit: None,
             last_used_flush_interval: GoDuration(Duration::from_secs(10)),
             max_body_bytes: 64 * 1024,
@@ -125,7 +127,11 @@ impl Policy {
             }
         }
         for t in &self.resource_types {
-            if t.is_empty() || !t.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-') {
+            if t.is_empty()
+                || !t
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+            {
                 bail!("resource_types: {t:?} must be letters, digits, '_' or '-'");
             }
         }
@@ -186,11 +192,20 @@ mod tests {
         assert_eq!(p.max_lifetime.0, Duration::from_secs(720 * 3600));
         assert_eq!(p.rate_limit.unwrap().requests_per_second, 5);
         assert_eq!(p.roles.len(), 1);
-        let err = Policy::from_toml("token_prefix = \"Bad_\"").unwrap_err().to_string();
+        let err = Policy::from_toml("token_prefix = \"Bad_\"")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("token_prefix"), "{err}");
-        let err = Policy::from_toml("max_lifetime = \"forever\"").unwrap_err().to_string();
-        assert!(err.contains("max_lifetime") || err.contains("unit"), "{err}");
-        let err = Policy::from_toml("[roles]\nx = [\"nope\"]").unwrap_err().to_string();
+        let err = Policy::from_toml("max_lifetime = \"forever\"")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("max_lifetime") || err.contains("unit"),
+            "{err}"
+        );
+        let err = Policy::from_toml("[roles]\nx = [\"nope\"]")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("roles.x"), "{err}");
         assert!(Policy::from_toml("unknown_setting = 1").is_err());
     }

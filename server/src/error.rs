@@ -2,9 +2,9 @@
 //! every error renders as `application/problem+json` with a stable `code`.
 //! Internal errors are logged with their cause and answered with a generic body.
 
-use axum::http::{header, HeaderValue, StatusCode};
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use tokenops_types::{codes, Problem};
+use tokenops_types::{Problem, codes};
 
 #[derive(Debug, Clone)]
 pub struct ApiError {
@@ -19,7 +19,13 @@ pub type ApiResult<T> = Result<T, ApiError>;
 
 impl ApiError {
     fn new(status: StatusCode, code: &'static str, detail: impl Into<String>) -> Self {
-        ApiError { status, code, detail: detail.into(), field: None, retry_after: None }
+        ApiError {
+            status,
+            code,
+            detail: detail.into(),
+            field: None,
+            retry_after: None,
+        }
     }
 
     /// 422 — a request field breaks a rule; `field` is its JSON path.
@@ -53,7 +59,11 @@ impl ApiError {
 
     /// 404 — no such token in the caller's project.
     pub fn not_found(what: &str) -> Self {
-        Self::new(StatusCode::NOT_FOUND, codes::NOT_FOUND, format!("{what} not found"))
+        Self::new(
+            StatusCode::NOT_FOUND,
+            codes::NOT_FOUND,
+            format!("{what} not found"),
+        )
     }
 
     /// 409 — the request conflicts with the token's state.
@@ -98,12 +108,17 @@ impl ApiError {
     /// 500 — logs the cause; the body says nothing about it.
     pub fn internal(cause: impl std::fmt::Display) -> Self {
         tracing::error!(error = %cause, "internal error");
-        Self::new(StatusCode::INTERNAL_SERVER_ERROR, codes::INTERNAL, "internal server error")
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            codes::INTERNAL,
+            "internal server error",
+        )
     }
 
     pub fn to_problem(&self) -> Problem {
         let title = self.status.canonical_reason().unwrap_or("Error");
-        let mut p = Problem::new(self.status.as_u16(), self.code, title).with_detail(self.detail.clone());
+        let mut p =
+            Problem::new(self.status.as_u16(), self.code, title).with_detail(self.detail.clone());
         p.field = self.field.clone();
         p
     }
@@ -139,7 +154,8 @@ impl IntoResponse for ApiError {
             HeaderValue::from_static("application/problem+json"),
         );
         if let Some(secs) = self.retry_after {
-            res.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs));
+            res.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
         }
         res
     }

@@ -66,13 +66,29 @@ pub fn json_error(err: serde_path_to_error::Error<serde_json::Error>) -> ApiErro
             let msg = msg.split(" at line ").next().unwrap_or(&msg).to_string();
             if msg.starts_with("unknown field") {
                 let name = backticked(&msg).unwrap_or("?");
-                ApiError::field(codes::UNKNOWN_FIELD, join_path(&path, name), format!("unknown field {name:?}"))
+                ApiError::field(
+                    codes::UNKNOWN_FIELD,
+                    join_path(&path, name),
+                    format!("unknown field {name:?}"),
+                )
             } else if msg.starts_with("missing field") {
                 let name = backticked(&msg).unwrap_or("?");
-                ApiError::field(codes::REQUIRED, join_path(&path, name), format!("{name} is required"))
+                ApiError::field(
+                    codes::REQUIRED,
+                    join_path(&path, name),
+                    format!("{name} is required"),
+                )
             } else {
-                let field = if path.is_empty() || path == "." { "body".to_string() } else { path };
-                ApiError::field(codes::INVALID_FIELD, field.clone(), format!("{field}: {}", redact_quoted(&msg)))
+                let field = if path.is_empty() || path == "." {
+                    "body".to_string()
+                } else {
+                    path
+                };
+                ApiError::field(
+                    codes::INVALID_FIELD,
+                    field.clone(),
+                    format!("{field}: {}", redact_quoted(&msg)),
+                )
             }
         }
     }
@@ -82,7 +98,12 @@ fn is_json(content_type: Option<&header::HeaderValue>) -> bool {
     let Some(ct) = content_type.and_then(|v| v.to_str().ok()) else {
         return false;
     };
-    let mime = ct.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    let mime = ct
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
     mime == "application/json" || (mime.starts_with("application/") && mime.ends_with("+json"))
 }
 
@@ -116,12 +137,18 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for ApiQuery<T> {
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
         let query = parts.uri.query().unwrap_or("");
         let de = serde_urlencoded::Deserializer::new(form_urlencoded::parse(query.as_bytes()));
-        serde_path_to_error::deserialize(de).map(ApiQuery).map_err(|err| {
-            let path = err.path().to_string();
-            let msg = err.into_inner().to_string();
-            let field = backticked(&msg).map(str::to_string).unwrap_or(path);
-            ApiError::field(codes::INVALID_FIELD, field, format!("query parameter: {}", redact_quoted(&msg)))
-        })
+        serde_path_to_error::deserialize(de)
+            .map(ApiQuery)
+            .map_err(|err| {
+                let path = err.path().to_string();
+                let msg = err.into_inner().to_string();
+                let field = backticked(&msg).map(str::to_string).unwrap_or(path);
+                ApiError::field(
+                    codes::INVALID_FIELD,
+                    field,
+                    format!("query parameter: {}", redact_quoted(&msg)),
+                )
+            })
     }
 }
 

@@ -22,9 +22,9 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
-use axum::Router;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
@@ -41,7 +41,9 @@ pub fn app(state: AppState) -> Router {
         .route("/v1/tokens/revoke", post(api::bulk_revoke))
         .route(
             "/v1/tokens/{id}",
-            get(api::get_token).patch(api::update_token).delete(api::delete_token),
+            get(api::get_token)
+                .patch(api::update_token)
+                .delete(api::delete_token),
         )
         .route("/v1/tokens/{id}/regenerate", post(api::regenerate_token))
         .route("/v1/tokens/{id}/revoke", post(api::revoke_token))
@@ -59,7 +61,10 @@ pub fn app(state: AppState) -> Router {
             e.code = tokenops_types::codes::METHOD_NOT_ALLOWED;
             e
         })
-        .layer(axum::middleware::from_fn_with_state(state.clone(), metrics::track))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            metrics::track,
+        ))
         .layer(DefaultBodyLimit::max(limit))
         .with_state(state)
 }
@@ -86,7 +91,12 @@ impl Server {
         let task = tokio::spawn(run(listener, state.clone(), async move {
             let _ = rx.await;
         }));
-        Ok(Server { addr, state, shutdown: Some(tx), task })
+        Ok(Server {
+            addr,
+            state,
+            shutdown: Some(tx),
+            task,
+        })
     }
 
     /// `http://<addr>`.
@@ -109,7 +119,9 @@ pub async fn run(
     state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    state.notifier.spawn_listener(state.store.url().to_string(), state.verifier.clone());
+    state
+        .notifier
+        .spawn_listener(state.store.url().to_string(), state.verifier.clone());
     let flusher = {
         let state = state.clone();
         let every = state.policy.last_used_flush_interval.0;
@@ -121,7 +133,10 @@ pub async fn run(
                 if let Err(e) = state.verifier.flush_last_used().await {
                     tracing::warn!(error = %e, "could not write last-used times; will retry");
                 }
-                state.metrics.last_used_pending.set(i64::try_from(state.verifier.pending_count()).unwrap_or(0));
+                state
+                    .metrics
+                    .last_used_pending
+                    .set(i64::try_from(state.verifier.pending_count()).unwrap_or(0));
             }
         })
     };
@@ -176,7 +191,11 @@ pub struct BootstrapOptions {
 }
 
 /// Creates an owner token directly in storage and returns its value.
-pub async fn bootstrap(database: &str, policy: &Policy, opts: &BootstrapOptions) -> anyhow::Result<String> {
+pub async fn bootstrap(
+    database: &str,
+    policy: &Policy,
+    opts: &BootstrapOptions,
+) -> anyhow::Result<String> {
     policy.check()?;
     validate::project(&opts.project).map_err(|e| anyhow::anyhow!("--project: {}", e.detail))?;
     validate::name("name", &opts.name).map_err(|e| anyhow::anyhow!("--name: {}", e.detail))?;
@@ -188,7 +207,11 @@ pub async fn bootstrap(database: &str, policy: &Policy, opts: &BootstrapOptions)
         );
     }
     let store = Store::connect(database, policy.sqlite_synchronous).await?;
-    let (role, scopes) = if policy.roles.get("owner").is_some_and(|p| p.iter().any(|p| p == "*")) {
+    let (role, scopes) = if policy
+        .roles
+        .get("owner")
+        .is_some_and(|p| p.iter().any(|p| p == "*"))
+    {
         (Some("owner".to_string()), vec![])
     } else {
         (None, vec!["*".to_string()])
@@ -208,7 +231,9 @@ pub async fn bootstrap(database: &str, policy: &Policy, opts: &BootstrapOptions)
         role,
         scopes,
         resources: Default::default(),
-        labels: [("created-by".to_string(), "bootstrap".to_string())].into_iter().collect(),
+        labels: [("created-by".to_string(), "bootstrap".to_string())]
+            .into_iter()
+            .collect(),
         secret_hash: hex::encode(verify::hash_value(policy.hash_key.as_deref(), &value)),
         masked: tokenops_types::secret::mask(&value),
         prev_hash: None,

@@ -5,10 +5,14 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
-use tokenops_server::{bootstrap, shutdown_signal, BootstrapOptions, Policy};
+use tokenops_server::{BootstrapOptions, Policy, bootstrap, shutdown_signal};
 
 #[derive(Parser)]
-#[command(name = "tokenops-server", version, about = "The tokenops token backend")]
+#[command(
+    name = "tokenops-server",
+    version,
+    about = "The tokenops token backend"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -73,15 +77,24 @@ async fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Serve { common, listen } => serve(common, listen).await,
-        Command::Bootstrap { common, project, name, lifetime } => {
-            match load_policy(common.config.as_ref()) {
-                Ok(policy) => {
-                    let opts = BootstrapOptions { project, name, lifetime };
-                    bootstrap(&common.database, &policy, &opts).await.map(|value| println!("{value}"))
-                }
-                Err(e) => Err(e),
+        Command::Bootstrap {
+            common,
+            project,
+            name,
+            lifetime,
+        } => match load_policy(common.config.as_ref()) {
+            Ok(policy) => {
+                let opts = BootstrapOptions {
+                    project,
+                    name,
+                    lifetime,
+                };
+                bootstrap(&common.database, &policy, &opts)
+                    .await
+                    .map(|value| println!("{value}"))
             }
-        }
+            Err(e) => Err(e),
+        },
         Command::Openapi => {
             println!("{}", tokenops_server::openapi::document());
             Ok(())
@@ -99,7 +112,8 @@ async fn main() -> ExitCode {
 async fn serve(common: Common, listen: SocketAddr) -> anyhow::Result<()> {
     let policy = load_policy(common.config.as_ref())?;
     policy.check()?;
-    let store = tokenops_server::store::Store::connect(&common.database, policy.sqlite_synchronous).await?;
+    let store =
+        tokenops_server::store::Store::connect(&common.database, policy.sqlite_synchronous).await?;
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on {listen}: {e}"))?;

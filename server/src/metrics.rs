@@ -10,7 +10,7 @@ use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
-use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
 use crate::state::AppState;
@@ -51,28 +51,60 @@ impl Metrics {
     pub fn new() -> Arc<Metrics> {
         let mut registry = Registry::with_prefix("tokenops");
         let requests = Family::<RequestLabels, Counter>::default();
-        registry.register("http_requests", "HTTP requests by route and status", requests.clone());
+        registry.register(
+            "http_requests",
+            "HTTP requests by route and status",
+            requests.clone(),
+        );
         let latency = Family::<RouteLabels, Histogram>::new_with_constructor(|| {
             Histogram::new(exponential_buckets(0.0001, 2.5, 12))
         });
-        registry.register("http_request_duration_seconds", "HTTP request latency", latency.clone());
+        registry.register(
+            "http_request_duration_seconds",
+            "HTTP request latency",
+            latency.clone(),
+        );
         let verifications = Family::<CodeLabels, Counter>::default();
-        registry.register("verifications", "Token verifications by result code", verifications.clone());
+        registry.register(
+            "verifications",
+            "Token verifications by result code",
+            verifications.clone(),
+        );
         let token_changes = Family::<ActionLabels, Counter>::default();
-        registry.register("token_changes", "Token changes by action", token_changes.clone());
+        registry.register(
+            "token_changes",
+            "Token changes by action",
+            token_changes.clone(),
+        );
         let cache_entries = Gauge::default();
-        registry.register("verify_cache_entries", "Tokens held in the verification cache", cache_entries.clone());
+        registry.register(
+            "verify_cache_entries",
+            "Tokens held in the verification cache",
+            cache_entries.clone(),
+        );
         let last_used_pending = Gauge::default();
         registry.register(
             "last_used_pending",
             "Tokens whose last-used time waits to be written",
             last_used_pending.clone(),
         );
-        Arc::new(Metrics { registry, requests, latency, verifications, token_changes, cache_entries, last_used_pending })
+        Arc::new(Metrics {
+            registry,
+            requests,
+            latency,
+            verifications,
+            token_changes,
+            cache_entries,
+            last_used_pending,
+        })
     }
 
     pub fn changed(&self, action: &str, n: u64) {
-        self.token_changes.get_or_create(&ActionLabels { action: action.to_string() }).inc_by(n);
+        self.token_changes
+            .get_or_create(&ActionLabels {
+                action: action.to_string(),
+            })
+            .inc_by(n);
     }
 
     pub fn render(&self) -> String {
@@ -94,10 +126,16 @@ pub async fn track(State(state): State<AppState>, req: Request, next: Next) -> R
     let res = next.run(req).await;
     let m = &state.metrics;
     m.latency
-        .get_or_create(&RouteLabels { route: route.clone() })
+        .get_or_create(&RouteLabels {
+            route: route.clone(),
+        })
         .observe(start.elapsed().as_secs_f64());
     m.requests
-        .get_or_create(&RequestLabels { method, route, status: res.status().as_u16() })
+        .get_or_create(&RequestLabels {
+            method,
+            route,
+            status: res.status().as_u16(),
+        })
         .inc();
     res
 }

@@ -52,7 +52,12 @@ impl Notifier {
     }
 
     async fn send(&self, pool: &PgPool, payload: &str) {
-        if let Err(e) = sqlx::query("SELECT pg_notify($1, $2)").bind(CHANNEL).bind(payload).execute(pool).await {
+        if let Err(e) = sqlx::query("SELECT pg_notify($1, $2)")
+            .bind(CHANNEL)
+            .bind(payload)
+            .execute(pool)
+            .await
+        {
             tracing::warn!(error = %e, "could not publish a cache invalidation");
         }
     }
@@ -86,7 +91,9 @@ impl Notifier {
                             }
                         }
                     }
-                    Err(e) => tracing::warn!(error = %e, "cannot connect the token change listener"),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "cannot connect the token change listener")
+                    }
                 }
                 verifier.invalidate_all();
                 tokio::time::sleep(Duration::from_secs(1)).await;

@@ -22,7 +22,13 @@ impl AppState {
         let policy = Arc::new(policy);
         let verifier = Arc::new(Verifier::new(store.clone(), policy.clone()));
         let notifier = Notifier::new(&store);
-        AppState { store, policy, verifier, metrics: Metrics::new(), notifier }
+        AppState {
+            store,
+            policy,
+            verifier,
+            metrics: Metrics::new(),
+            notifier,
+        }
     }
 
     /// After a write: drop the tokens from this replica's cache and tell the others.

@@ -161,7 +161,10 @@ fn row_to_audit(row: &AnyRow) -> anyhow::Result<AuditEvent> {
 
 /// Turns `--database` into a sqlx URL: a plain path means a SQLite file.
 pub fn database_url(database: &str) -> String {
-    if database.starts_with("postgres://") || database.starts_with("postgresql://") || database.starts_with("sqlite:") {
+    if database.starts_with("postgres://")
+        || database.starts_with("postgresql://")
+        || database.starts_with("sqlite:")
+    {
         database.to_string()
     } else {
         format!("sqlite://{database}?mode=rwc")
@@ -172,7 +175,9 @@ fn is_unique_violation(e: &sqlx::Error) -> bool {
     match e {
         sqlx::Error::Database(db) => {
             db.is_unique_violation()
-                || db.code().is_some_and(|c| c == "23505" || c == "2067" || c == "1555")
+                || db
+                    .code()
+                    .is_some_and(|c| c == "23505" || c == "2067" || c == "1555")
         }
         _ => false,
     }
@@ -183,7 +188,11 @@ impl Store {
     pub async fn connect(database: &str, sync: SqliteSync) -> anyhow::Result<Store> {
         sqlx::any::install_default_drivers();
         let url = database_url(database);
-        let engine = if url.starts_with("sqlite:") { Engine::Sqlite } else { Engine::Postgres };
+        let engine = if url.starts_with("sqlite:") {
+            Engine::Sqlite
+        } else {
+            Engine::Postgres
+        };
         let mut opts = AnyPoolOptions::new()
             .acquire_timeout(Duration::from_secs(10))
             .max_connections(match engine {
@@ -198,7 +207,8 @@ impl Store {
             opts = opts.after_connect(move |conn, _meta| {
                 Box::pin(async move {
                     conn.execute("PRAGMA journal_mode = WAL").await?;
-                    conn.execute(format!("PRAGMA synchronous = {sync}").as_str()).await?;
+                    conn.execute(format!("PRAGMA synchronous = {sync}").as_str())
+                        .await?;
                     conn.execute("PRAGMA busy_timeout = 10000").await?;
                     Ok(())
                 })
@@ -208,7 +218,10 @@ impl Store {
             .connect(&url)
             .await
             .with_context(|| format!("cannot open the database ({})", redact_url(&url)))?;
-        MIGRATOR.run(&pool).await.context("running database migrations")?;
+        MIGRATOR
+            .run(&pool)
+            .await
+            .context("running database migrations")?;
         Ok(Store { pool, engine, url })
     }
 
@@ -290,7 +303,10 @@ impl Store {
         id: &str,
         labels: &Labels,
     ) -> sqlx::Result<()> {
-        sqlx::query("DELETE FROM token_labels WHERE token_id = $1").bind(id).execute(&mut **tx).await?;
+        sqlx::query("DELETE FROM token_labels WHERE token_id = $1")
+            .bind(id)
+            .execute(&mut **tx)
+            .await?;
         for (k, v) in labels {
             sqlx::query("INSERT INTO token_labels (token_id, key, value) VALUES ($1, $2, $3)")
                 .bind(id)
@@ -330,31 +346,41 @@ impl Store {
         Ok(())
     }
 
-    pub async fn find_by_create_key(&self, project: &str, key: &str) -> anyhow::Result<Option<TokenRow>> {
-        let row = sqlx::query(&format!("SELECT {COLUMNS} FROM tokens WHERE project = $1 AND create_key = $2"))
-            .bind(project)
-            .bind(key)
-            .fetch_optional(&self.pool)
-            .await?;
+    pub async fn find_by_create_key(
+        &self,
+        project: &str,
+        key: &str,
+    ) -> anyhow::Result<Option<TokenRow>> {
+        let row = sqlx::query(&format!(
+            "SELECT {COLUMNS} FROM tokens WHERE project = $1 AND create_key = $2"
+        ))
+        .bind(project)
+        .bind(key)
+        .fetch_optional(&self.pool)
+        .await?;
         row.as_ref().map(row_to_token).transpose()
     }
 
     /// One token of a project.
     pub async fn get(&self, project: &str, id: &str) -> anyhow::Result<Option<TokenRow>> {
-        let row = sqlx::query(&format!("SELECT {COLUMNS} FROM tokens WHERE id = $1 AND project = $2"))
-            .bind(id)
-            .bind(project)
-            .fetch_optional(&self.pool)
-            .await?;
+        let row = sqlx::query(&format!(
+            "SELECT {COLUMNS} FROM tokens WHERE id = $1 AND project = $2"
+        ))
+        .bind(id)
+        .bind(project)
+        .fetch_optional(&self.pool)
+        .await?;
         row.as_ref().map(row_to_token).transpose()
     }
 
     /// The token whose current or previous value hashes to `hash`.
     pub async fn find_by_hash(&self, hash: &str) -> anyhow::Result<Option<TokenRow>> {
-        let row = sqlx::query(&format!("SELECT {COLUMNS} FROM tokens WHERE secret_hash = $1 OR prev_hash = $1"))
-            .bind(hash)
-            .fetch_optional(&self.pool)
-            .await?;
+        let row = sqlx::query(&format!(
+            "SELECT {COLUMNS} FROM tokens WHERE secret_hash = $1 OR prev_hash = $1"
+        ))
+        .bind(hash)
+        .fetch_optional(&self.pool)
+        .await?;
         row.as_ref().map(row_to_token).transpose()
     }
 
@@ -378,7 +404,9 @@ impl Store {
             use tokenops_types::TokenStatus::*;
             let p = next();
             sql.push_str(&match status {
-                Active => format!(" AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > {p})"),
+                Active => {
+                    format!(" AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > {p})")
+                }
                 Expired => format!(" AND revoked_at IS NULL AND expires_at <= {p}"),
                 Revoked => format!(" AND revoked_at IS NOT NULL AND {p} = {p}"),
             });
@@ -398,7 +426,9 @@ impl Store {
         }
         if let Some((at, id)) = after {
             let (p1, p2, p3) = (next(), next(), next());
-            sql.push_str(&format!(" AND (created_at > {p1} OR (created_at = {p2} AND id > {p3}))"));
+            sql.push_str(&format!(
+                " AND (created_at > {p1} OR (created_at = {p2} AND id > {p3}))"
+            ));
             binds.push(Bind::Int(*at));
             binds.push(Bind::Int(*at));
             binds.push(Bind::Text(id.clone()));
@@ -519,7 +549,12 @@ impl Store {
     }
 
     /// Revokes one token (idempotent). Returns the row, or `None` if absent.
-    pub async fn revoke(&self, project: &str, id: &str, audit: NewAudit) -> anyhow::Result<Option<TokenRow>> {
+    pub async fn revoke(
+        &self,
+        project: &str,
+        id: &str,
+        audit: NewAudit,
+    ) -> anyhow::Result<Option<TokenRow>> {
         let now = now_us();
         let mut tx = self.begin().await?;
         let changed = sqlx::query(
@@ -531,11 +566,13 @@ impl Store {
         .bind(project)
         .execute(&mut *tx)
         .await?;
-        let row = sqlx::query(&format!("SELECT {COLUMNS} FROM tokens WHERE id = $1 AND project = $2"))
-            .bind(id)
-            .bind(project)
-            .fetch_optional(&mut *tx)
-            .await?;
+        let row = sqlx::query(&format!(
+            "SELECT {COLUMNS} FROM tokens WHERE id = $1 AND project = $2"
+        ))
+        .bind(id)
+        .bind(project)
+        .fetch_optional(&mut *tx)
+        .await?;
         let Some(row) = row else { return Ok(None) };
         if changed.rows_affected() > 0 {
             Self::write_audit(&mut tx, &audit, now).await?;
@@ -556,7 +593,10 @@ impl Store {
         if deleted.rows_affected() == 0 {
             return Ok(false);
         }
-        sqlx::query("DELETE FROM token_labels WHERE token_id = $1").bind(id).execute(&mut *tx).await?;
+        sqlx::query("DELETE FROM token_labels WHERE token_id = $1")
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
         Self::write_audit(&mut tx, &audit, now).await?;
         tx.commit().await?;
         Ok(true)
@@ -654,7 +694,9 @@ impl Store {
         after: Option<&Cursor>,
         limit: u32,
     ) -> anyhow::Result<Vec<AuditEvent>> {
-        let mut sql = String::from("SELECT id, at, project, actor, action, token_id, detail FROM audit_events WHERE project = $1");
+        let mut sql = String::from(
+            "SELECT id, at, project, actor, action, token_id, detail FROM audit_events WHERE project = $1",
+        );
         let mut binds: Vec<Bind> = vec![Bind::Text(project.to_string())];
         if let Some(t) = token_id {
             binds.push(Bind::Text(t.to_string()));
@@ -682,7 +724,10 @@ impl Store {
 
     /// Number of tokens stored (all projects).
     pub async fn count(&self) -> anyhow::Result<i64> {
-        Ok(sqlx::query("SELECT COUNT(*) AS n FROM tokens").fetch_one(&self.pool).await?.try_get("n")?)
+        Ok(sqlx::query("SELECT COUNT(*) AS n FROM tokens")
+            .fetch_one(&self.pool)
+            .await?
+            .try_get("n")?)
     }
 }
 

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use tokenops_types::{codes, parse_duration, permission, Labels, Resources};
+use tokenops_types::{Labels, Resources, codes, parse_duration, permission};
 
 use crate::config::Policy;
 use crate::error::ApiError;
@@ -18,13 +18,25 @@ pub const MAX_RESOURCE_ID: usize = 128;
 
 pub fn name(field: &str, value: &str) -> Result<(), ApiError> {
     if value.trim().is_empty() {
-        return Err(ApiError::field(codes::REQUIRED, field, format!("{field} must not be empty")));
+        return Err(ApiError::field(
+            codes::REQUIRED,
+            field,
+            format!("{field} must not be empty"),
+        ));
     }
     if value.chars().count() > MAX_NAME {
-        return Err(ApiError::field(codes::TOO_LONG, field, format!("{field} must be at most {MAX_NAME} characters")));
+        return Err(ApiError::field(
+            codes::TOO_LONG,
+            field,
+            format!("{field} must be at most {MAX_NAME} characters"),
+        ));
     }
     if value.chars().any(char::is_control) {
-        return Err(ApiError::field(codes::INVALID_FIELD, field, format!("{field} must not contain control characters")));
+        return Err(ApiError::field(
+            codes::INVALID_FIELD,
+            field,
+            format!("{field} must not contain control characters"),
+        ));
     }
     Ok(())
 }
@@ -42,7 +54,9 @@ pub fn description(value: &str) -> Result<(), ApiError> {
 
 pub fn project(value: &str) -> Result<(), ApiError> {
     let ok = (1..=63).contains(&value.len())
-        && value.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+        && value
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
     if ok {
         Ok(())
     } else {
@@ -69,7 +83,11 @@ pub fn role(policy: &Policy, value: &str) -> Result<(), ApiError> {
 
 pub fn scopes(values: &[String]) -> Result<(), ApiError> {
     if values.len() > MAX_SCOPES {
-        return Err(ApiError::field(codes::TOO_LONG, "scopes", format!("at most {MAX_SCOPES} scopes")));
+        return Err(ApiError::field(
+            codes::TOO_LONG,
+            "scopes",
+            format!("at most {MAX_SCOPES} scopes"),
+        ));
     }
     for (i, s) in values.iter().enumerate() {
         if permission::parse(s).is_err() {
@@ -84,7 +102,9 @@ pub fn scopes(values: &[String]) -> Result<(), ApiError> {
 }
 
 pub fn resources(policy: &Policy, value: &Resources) -> Result<(), ApiError> {
-    let Resources::List(items) = value else { return Ok(()) };
+    let Resources::List(items) = value else {
+        return Ok(());
+    };
     if items.is_empty() {
         return Err(ApiError::field(
             codes::INVALID_FIELD,
@@ -93,17 +113,27 @@ pub fn resources(policy: &Policy, value: &Resources) -> Result<(), ApiError> {
         ));
     }
     if items.len() > MAX_RESOURCES {
-        return Err(ApiError::field(codes::TOO_LONG, "resources", format!("at most {MAX_RESOURCES} resources")));
+        return Err(ApiError::field(
+            codes::TOO_LONG,
+            "resources",
+            format!("at most {MAX_RESOURCES} resources"),
+        ));
     }
     for (i, r) in items.iter().enumerate() {
         if !policy.resource_types.contains(&r.kind) {
             return Err(ApiError::field(
                 codes::UNKNOWN_RESOURCE_TYPE,
                 format!("resources[{i}].type"),
-                format!("unknown resource type; this server accepts: {}", policy.resource_types.join(", ")),
+                format!(
+                    "unknown resource type; this server accepts: {}",
+                    policy.resource_types.join(", ")
+                ),
             ));
         }
-        if r.id.is_empty() || r.id.chars().count() > MAX_RESOURCE_ID || r.id.chars().any(char::is_control) {
+        if r.id.is_empty()
+            || r.id.chars().count() > MAX_RESOURCE_ID
+            || r.id.chars().any(char::is_control)
+        {
             return Err(ApiError::field(
                 codes::INVALID_FIELD,
                 format!("resources[{i}].id"),
@@ -116,7 +146,11 @@ pub fn resources(policy: &Policy, value: &Resources) -> Result<(), ApiError> {
 
 pub fn labels(value: &Labels) -> Result<(), ApiError> {
     if value.len() > MAX_LABELS {
-        return Err(ApiError::field(codes::TOO_LONG, "labels", format!("at most {MAX_LABELS} labels")));
+        return Err(ApiError::field(
+            codes::TOO_LONG,
+            "labels",
+            format!("at most {MAX_LABELS} labels"),
+        ));
     }
     for (k, v) in value {
         tokenops_types::validate_label_key(k)
@@ -130,7 +164,11 @@ pub fn labels(value: &Labels) -> Result<(), ApiError> {
 /// A Go-style duration field.
 pub fn duration(field: &str, value: &str) -> Result<Duration, ApiError> {
     parse_duration(value).map_err(|e| {
-        ApiError::field(codes::INVALID_DURATION, field, format!("{field}: {e} (examples: 720h, 30m, 1h30m, 7d)"))
+        ApiError::field(
+            codes::INVALID_DURATION,
+            field,
+            format!("{field}: {e} (examples: 720h, 30m, 1h30m, 7d)"),
+        )
     })
 }
 
@@ -155,13 +193,21 @@ pub fn expiry(
         (Some(l), None) => {
             let d = duration("lifetime", l)?;
             if d.is_zero() {
-                return Err(ApiError::field(codes::INVALID_DURATION, "lifetime", "lifetime must be greater than zero"));
+                return Err(ApiError::field(
+                    codes::INVALID_DURATION,
+                    "lifetime",
+                    "lifetime must be greater than zero",
+                ));
             }
             Some(("lifetime", d))
         }
         (None, Some(at)) => {
             if at <= now {
-                return Err(ApiError::field(codes::EXPIRY_IN_PAST, "expires_at", "expires_at must be in the future"));
+                return Err(ApiError::field(
+                    codes::EXPIRY_IN_PAST,
+                    "expires_at",
+                    "expires_at must be in the future",
+                ));
             }
             let d = (at - now).to_std().unwrap_or(Duration::MAX);
             Some(("expires_at", d))
@@ -178,11 +224,19 @@ pub fn expiry(
         Some((field, d)) if d > max => Err(ApiError::field(
             codes::LIFETIME_EXCEEDS_POLICY,
             field,
-            format!("the lifetime is longer than this server allows ({})", tokenops_types::format_duration(max)),
+            format!(
+                "the lifetime is longer than this server allows ({})",
+                tokenops_types::format_duration(max)
+            ),
         )),
         Some((_, d)) => {
-            let delta = chrono::Duration::from_std(d)
-                .map_err(|_| ApiError::field(codes::LIFETIME_EXCEEDS_POLICY, "lifetime", "lifetime is too long"))?;
+            let delta = chrono::Duration::from_std(d).map_err(|_| {
+                ApiError::field(
+                    codes::LIFETIME_EXCEEDS_POLICY,
+                    "lifetime",
+                    "lifetime is too long",
+                )
+            })?;
             Ok(Some((now + delta, d)))
         }
     }
@@ -215,16 +269,34 @@ mod tests {
     fn names_are_bounded() {
         assert!(name("name", "ci").is_ok());
         assert_eq!(err_code(name("name", "")).0, codes::REQUIRED);
-        assert_eq!(err_code(name("name", &"x".repeat(129))), (codes::TOO_LONG, Some("name".into())));
-        assert!(name("name", &"é".repeat(128)).is_ok(), "characters, not bytes");
+        assert_eq!(
+            err_code(name("name", &"x".repeat(129))),
+            (codes::TOO_LONG, Some("name".into()))
+        );
+        assert!(
+            name("name", &"é".repeat(128)).is_ok(),
+            "characters, not bytes"
+        );
     }
 
     #[test]
     fn unknown_resource_types_name_the_entry() {
         let p = Policy::default();
-        let r = Resources::list([ResourceRef::new("site", "s1"), ResourceRef::new("planet", "p1")]);
-        assert_eq!(err_code(resources(&p, &r)), (codes::UNKNOWN_RESOURCE_TYPE, Some("resources[1].type".into())));
-        assert_eq!(err_code(resources(&p, &Resources::List(vec![]))).0, codes::INVALID_FIELD);
+        let r = Resources::list([
+            ResourceRef::new("site", "s1"),
+            ResourceRef::new("planet", "p1"),
+        ]);
+        assert_eq!(
+            err_code(resources(&p, &r)),
+            (
+                codes::UNKNOWN_RESOURCE_TYPE,
+                Some("resources[1].type".into())
+            )
+        );
+        assert_eq!(
+            err_code(resources(&p, &Resources::List(vec![]))).0,
+            codes::INVALID_FIELD
+        );
     }
 
     #[test]
@@ -234,23 +306,50 @@ mod tests {
         let (at, d) = expiry(&p, now, Some("720h"), None, None).unwrap().unwrap();
         assert_eq!(d, Duration::from_secs(720 * 3600));
         assert_eq!(at, now + chrono::Duration::hours(720));
-        assert_eq!(err_code(expiry(&p, now, Some("9000h"), None, None)).0, codes::LIFETIME_EXCEEDS_POLICY);
-        assert_eq!(err_code(expiry(&p, now, None, None, None)).0, codes::EXPIRY_REQUIRED);
-        assert_eq!(err_code(expiry(&p, now, Some("soon"), None, None)).0, codes::INVALID_DURATION);
-        assert_eq!(err_code(expiry(&p, now, Some("1h"), Some(now), None)).0, codes::MUTUALLY_EXCLUSIVE);
         assert_eq!(
-            err_code(expiry(&p, now, None, Some(now - chrono::Duration::seconds(1)), None)).0,
+            err_code(expiry(&p, now, Some("9000h"), None, None)).0,
+            codes::LIFETIME_EXCEEDS_POLICY
+        );
+        assert_eq!(
+            err_code(expiry(&p, now, None, None, None)).0,
+            codes::EXPIRY_REQUIRED
+        );
+        assert_eq!(
+            err_code(expiry(&p, now, Some("soon"), None, None)).0,
+            codes::INVALID_DURATION
+        );
+        assert_eq!(
+            err_code(expiry(&p, now, Some("1h"), Some(now), None)).0,
+            codes::MUTUALLY_EXCLUSIVE
+        );
+        assert_eq!(
+            err_code(expiry(
+                &p,
+                now,
+                None,
+                Some(now - chrono::Duration::seconds(1)),
+                None
+            ))
+            .0,
             codes::EXPIRY_IN_PAST
         );
-        let relaxed = Policy { require_expiry: false, ..Policy::default() };
+        let relaxed = Policy {
+            require_expiry: false,
+            ..Policy::default()
+        };
         assert_eq!(expiry(&relaxed, now, None, None, None).unwrap(), None);
-        let fallback = expiry(&p, now, None, None, Some(Duration::from_secs(60))).unwrap().unwrap();
+        let fallback = expiry(&p, now, None, None, Some(Duration::from_secs(60)))
+            .unwrap()
+            .unwrap();
         assert_eq!(fallback.1, Duration::from_secs(60));
     }
 
     #[test]
     fn scopes_must_be_patterns() {
         assert!(scopes(&["tokens:read".into(), "*".into()]).is_ok());
-        assert_eq!(err_code(scopes(&["ok:read".into(), "nope".into()])), (codes::INVALID_PERMISSION, Some("scopes[1]".into())));
+        assert_eq!(
+            err_code(scopes(&["ok:read".into(), "nope".into()])),
+            (codes::INVALID_PERMISSION, Some("scopes[1]".into()))
+        );
     }
 }

@@ -9,8 +9,8 @@
 //! changes through PostgreSQL notifications (see `notify`), with a TTL as the
 //! bound if one is lost.
 
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use dashmap::DashMap;
@@ -18,7 +18,7 @@ use governor::clock::{Clock, DefaultClock};
 use governor::{Quota, RateLimiter};
 use hmac::{Hmac, Mac};
 use sha2::{Digest, Sha256};
-use tokenops_types::{secret, Resources, VerifyCode};
+use tokenops_types::{Resources, VerifyCode, secret};
 
 use crate::config::Policy;
 use crate::store::{Store, TokenRow};
@@ -59,12 +59,19 @@ impl Credential {
             masked: row.masked.as_str().into(),
             expires_at: row.expires_at,
             revoked: row.revoked_at.is_some(),
-            valid_until: if is_previous { Some(row.prev_valid_until.unwrap_or(0)) } else { None },
+            valid_until: if is_previous {
+                Some(row.prev_valid_until.unwrap_or(0))
+            } else {
+                None
+            },
         }
     }
 
     pub fn allows(&self, permission: &str) -> bool {
-        tokenops_types::permission::any_allows(self.permissions.iter().map(String::as_str), permission)
+        tokenops_types::permission::any_allows(
+            self.permissions.iter().map(String::as_str),
+            permission,
+        )
     }
 }
 
@@ -76,7 +83,8 @@ pub enum Checked {
     RateLimited(Arc<Credential>, u64),
 }
 
-type Limiter = RateLimiter<Arc<str>, governor::state::keyed::DashMapStateStore<Arc<str>>, DefaultClock>;
+type Limiter =
+    RateLimiter<Arc<str>, governor::state::keyed::DashMapStateStore<Arc<str>>, DefaultClock>;
 
 pub struct Verifier {
     store: Store,
@@ -99,7 +107,8 @@ impl Verifier {
             .time_to_live(policy.cache_ttl.0.max(Duration::from_millis(1)))
             .build();
         let limiter = policy.rate_limit.as_ref().map(|rl| {
-            let rps = std::num::NonZeroU32::new(rl.requests_per_second).expect("checked by Policy::check");
+            let rps = std::num::NonZeroU32::new(rl.requests_per_second)
+                .expect("checked by Policy::check");
             let burst = rl.burst.and_then(std::num::NonZeroU32::new).unwrap_or(rps);
             RateLimiter::dashmap(Quota::per_second(rps).allow_burst(burst))
         });
@@ -198,8 +207,11 @@ impl Verifier {
 
     /// Writes pending last-used times. Entries updated meanwhile stay pending.
     pub async fn flush_last_used(&self) -> anyhow::Result<usize> {
-        let batch: Vec<(String, i64)> =
-            self.last_used.iter().map(|e| (e.key().to_string(), *e.value())).collect();
+        let batch: Vec<(String, i64)> = self
+            .last_used
+            .iter()
+            .map(|e| (e.key().to_string(), *e.value()))
+            .collect();
         if batch.is_empty() {
             return Ok(0);
         }
@@ -231,7 +243,8 @@ impl Verifier {
 pub fn hash_value(key: Option<&str>, value: &str) -> Hash {
     match key {
         Some(key) => {
-            let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(key.as_bytes()).expect("HMAC takes any key length");
+            let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(key.as_bytes())
+                .expect("HMAC takes any key length");
             mac.update(value.as_bytes());
             mac.finalize().into_bytes().into()
         }

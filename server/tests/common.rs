@@ -6,7 +6,7 @@
 use std::time::{Duration, Instant};
 
 use reqwest::{Method, StatusCode};
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 
 pub struct Api {
     pub http: reqwest::Client,
@@ -28,12 +28,25 @@ impl Reply {
         self.body["field"].as_str().unwrap_or("")
     }
     pub fn content_type(&self) -> &str {
-        self.headers.get("content-type").and_then(|v| v.to_str().ok()).unwrap_or("")
+        self.headers
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
     }
     /// Asserts a problem+json answer with this status and code.
     pub fn assert_problem(&self, status: u16, code: &str) -> &Self {
-        assert_eq!(self.status.as_u16(), status, "unexpected status; body: {}", self.text);
-        assert_eq!(self.content_type(), "application/problem+json", "body: {}", self.text);
+        assert_eq!(
+            self.status.as_u16(),
+            status,
+            "unexpected status; body: {}",
+            self.text
+        );
+        assert_eq!(
+            self.content_type(),
+            "application/problem+json",
+            "body: {}",
+            self.text
+        );
         assert_eq!(self.code(), code, "body: {}", self.text);
         self
     }
@@ -41,10 +54,19 @@ impl Reply {
 
 impl Api {
     pub fn new(url: String) -> Api {
-        Api { http: reqwest::Client::new(), url }
+        Api {
+            http: reqwest::Client::new(),
+            url,
+        }
     }
 
-    pub async fn raw(&self, method: Method, path: &str, token: Option<&str>, body: Option<Value>) -> Reply {
+    pub async fn raw(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> Reply {
         let mut req = self.http.request(method, format!("{}{path}", self.url));
         if let Some(t) = token {
             req = req.bearer_auth(t);
@@ -61,7 +83,12 @@ impl Api {
         let headers = res.headers().clone();
         let text = res.text().await.unwrap_or_default();
         let body = serde_json::from_str(&text).unwrap_or(Value::Null);
-        Reply { status, headers, body, text }
+        Reply {
+            status,
+            headers,
+            body,
+            text,
+        }
     }
 
     pub async fn get(&self, path: &str, token: &str) -> Reply {
@@ -80,18 +107,35 @@ impl Api {
     pub async fn create(&self, token: &str, body: Value) -> (String, String) {
         let r = self.post("/v1/tokens", token, body).await;
         assert_eq!(r.status, StatusCode::CREATED, "create failed: {}", r.text);
-        (r.body["token"]["id"].as_str().unwrap().to_string(), r.body["secret"].as_str().unwrap().to_string())
+        (
+            r.body["token"]["id"].as_str().unwrap().to_string(),
+            r.body["secret"].as_str().unwrap().to_string(),
+        )
     }
 
     /// Creates a token with a role and a lifetime of 720h.
     pub async fn create_role(&self, token: &str, name: &str, role: &str) -> (String, String) {
-        self.create(token, json!({"name": name, "role": role, "lifetime": "720h"})).await
+        self.create(
+            token,
+            json!({"name": name, "role": role, "lifetime": "720h"}),
+        )
+        .await
     }
 
     /// The verification code of a value (`VALID`, `REVOKED`, …).
     pub async fn verify(&self, value: &str) -> String {
-        let r = self.raw(Method::POST, "/v1/verify", None, Some(json!({"token": value}))).await;
-        r.body["code"].as_str().unwrap_or_else(|| panic!("verify answered {}", r.text)).to_string()
+        let r = self
+            .raw(
+                Method::POST,
+                "/v1/verify",
+                None,
+                Some(json!({"token": value})),
+            )
+            .await;
+        r.body["code"]
+            .as_str()
+            .unwrap_or_else(|| panic!("verify answered {}", r.text))
+            .to_string()
     }
 }
 

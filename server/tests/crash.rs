@@ -9,19 +9,29 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::{eventually, Api};
-use nix::sys::signal::{kill, Signal};
+use common::{Api, eventually};
+use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use serde_json::json;
-use tokenops_testkit::{bin_path, Backend, TestDatabase};
+use tokenops_testkit::{Backend, TestDatabase, bin_path};
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 fn spawn_server(database: &str, port: u16) -> Child {
     Command::new(bin_path("tokenops-server"))
-        .args(["serve", "--database", database, "--listen", &format!("127.0.0.1:{port}")])
+        .args([
+            "serve",
+            "--database",
+            database,
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+        ])
         .env("TOKENOPS_LOG", "warn")
         .stdout(Stdio::null())
         .stderr(Stdio::inherit())
@@ -30,19 +40,33 @@ fn spawn_server(database: &str, port: u16) -> Child {
 }
 
 async fn wait_healthy(api: &Api) {
-    eventually(Duration::from_secs(30), "server answers /healthz", || async {
-        api.http.get(format!("{}/healthz", api.url)).send().await.is_ok_and(|r| r.status().is_success())
-    })
+    eventually(
+        Duration::from_secs(30),
+        "server answers /healthz",
+        || async {
+            api.http
+                .get(format!("{}/healthz", api.url))
+                .send()
+                .await
+                .is_ok_and(|r| r.status().is_success())
+        },
+    )
     .await;
 }
 
 async fn kill_during_creates(backend: Backend) {
-    let Some(db) = TestDatabase::new(backend).await else { return };
+    let Some(db) = TestDatabase::new(backend).await else {
+        return;
+    };
     let out = Command::new(bin_path("tokenops-server"))
         .args(["bootstrap", "--database", &db.url])
         .output()
         .expect("bootstrap");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let owner = String::from_utf8(out.stdout).unwrap().trim().to_string();
     assert!(owner.starts_with("tko_"), "bootstrap prints only the value");
 
@@ -55,23 +79,37 @@ async fn kill_during_creates(backend: Backend) {
     let stop = Arc::new(AtomicBool::new(false));
     let mut workers = vec![];
     for w in 0..4 {
-        let (api, owner, created, stop) = (api.clone(), owner.clone(), created.clone(), stop.clone());
+        let (api, owner, created, stop) =
+            (api.clone(), owner.clone(), created.clone(), stop.clone());
         workers.push(tokio::spawn(async move {
             let mut i = 0;
             while !stop.load(Ordering::Relaxed) {
                 i += 1;
-                let body = json!({"name": format!("w{w}-{i}"), "role": "read-only", "lifetime": "1h"});
-                let res = api.http.post(format!("{}/v1/tokens", api.url)).bearer_auth(&owner).json(&body).send().await;
+                let body =
+                    json!({"name": format!("w{w}-{i}"), "role": "read-only", "lifetime": "1h"});
+                let res = api
+                    .http
+                    .post(format!("{}/v1/tokens", api.url))
+                    .bearer_auth(&owner)
+                    .json(&body)
+                    .send()
+                    .await;
                 let Ok(res) = res else { break };
                 if res.status() == reqwest::StatusCode::CREATED {
                     if let Ok(v) = res.json::<serde_json::Value>().await {
-                        created.lock().unwrap().push(v["secret"].as_str().unwrap().to_string());
+                        created
+                            .lock()
+                            .unwrap()
+                            .push(v["secret"].as_str().unwrap().to_string());
                     }
                 }
             }
         }));
     }
-    eventually(Duration::from_secs(60), "200 tokens created", || async { created.lock().unwrap().len() >= 200 }).await;
+    eventually(Duration::from_secs(60), "200 tokens created", || async {
+        created.lock().unwrap().len() >= 200
+    })
+    .await;
     kill(Pid::from_raw(child.id() as i32), Signal::SIGKILL).unwrap();
     child.wait().unwrap();
     stop.store(true, Ordering::Relaxed);
@@ -84,13 +122,20 @@ async fn kill_during_creates(backend: Backend) {
     let secrets = created.lock().unwrap().clone();
     assert!(secrets.len() >= 200);
     for s in &secrets {
-        assert_eq!(api.verify(s).await, "VALID", "a token acknowledged with 201 was lost");
+        assert_eq!(
+            api.verify(s).await,
+            "VALID",
+            "a token acknowledged with 201 was lost"
+        );
     }
     // the survivor count matches storage: nothing half-written (audit and token rows agree)
     let page = api.get("/v1/audit?limit=500", &owner).await;
     assert!(page.status.is_success());
     kill(Pid::from_raw(child.id() as i32), Signal::SIGTERM).unwrap();
-    assert!(child.wait().unwrap().success(), "SIGTERM is a clean shutdown");
+    assert!(
+        child.wait().unwrap().success(),
+        "SIGTERM is a clean shutdown"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -106,13 +151,19 @@ async fn sigkill_during_creates_loses_no_acknowledged_token_postgres() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_lets_in_flight_requests_finish_and_flushes_last_used() {
     let db = TestDatabase::sqlite();
-    let out = Command::new(bin_path("tokenops-server")).args(["bootstrap", "--database", &db.url]).output().unwrap();
+    let out = Command::new(bin_path("tokenops-server"))
+        .args(["bootstrap", "--database", &db.url])
+        .output()
+        .unwrap();
     let owner = String::from_utf8(out.stdout).unwrap().trim().to_string();
     let port = free_port();
     let mut child = spawn_server(&db.url, port);
     let api = Api::new(format!("http://127.0.0.1:{port}"));
     wait_healthy(&api).await;
-    let me = api.get("/v1/whoami", &owner).await.body["id"].as_str().unwrap().to_string();
+    let me = api.get("/v1/whoami", &owner).await.body["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
     kill(Pid::from_raw(child.id() as i32), Signal::SIGTERM).unwrap();
     assert!(child.wait().unwrap().success());
     // the last-used time of the whoami call reached storage

@@ -4,13 +4,14 @@
 use std::path::PathBuf;
 use std::process::Command;
 
-use tokenops_testkit::{have_tool, skip_or_fail, TestServer};
+use tokenops_testkit::{TestServer, have_tool, skip_or_fail};
 
 fn schemathesis() -> Option<PathBuf> {
     if let Ok(p) = std::env::var("TOKENOPS_SCHEMATHESIS") {
         return Some(PathBuf::from(p));
     }
-    let local = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/tools/venv/bin/schemathesis");
+    let local =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/tools/venv/bin/schemathesis");
     if local.is_file() {
         return Some(local);
     }
@@ -20,7 +21,9 @@ fn schemathesis() -> Option<PathBuf> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fuzzing_the_openapi_document_finds_no_server_error() {
     let Some(st) = schemathesis() else {
-        skip_or_fail("schemathesis is not installed (the README test command installs it into target/tools/venv)");
+        skip_or_fail(
+            "schemathesis is not installed (the README test command installs it into target/tools/venv)",
+        );
         return;
     };
     let srv = TestServer::sqlite().await;
@@ -31,7 +34,12 @@ async fn fuzzing_the_openapi_document_finds_no_server_error() {
     let out = tokio::task::spawn_blocking(move || {
         Command::new(st)
             .current_dir(cwd)
-            .args(["run", &format!("{url}/openapi.json"), "--checks", "not_a_server_error"])
+            .args([
+                "run",
+                &format!("{url}/openapi.json"),
+                "--checks",
+                "not_a_server_error",
+            ])
             .args(["--header", &format!("Authorization: Bearer {owner}")])
             .args(["--max-time", "60", "--workers", "2", "--seed", "1"])
             .env("SCHEMATHESIS_TELEMETRY", "false")
@@ -43,6 +51,9 @@ async fn fuzzing_the_openapi_document_finds_no_server_error() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     println!("{stdout}");
     eprintln!("{}", String::from_utf8_lossy(&out.stderr));
-    assert!(out.status.success(), "schemathesis found failures (see above)");
+    assert!(
+        out.status.success(),
+        "schemathesis found failures (see above)"
+    );
     assert!(!stdout.contains("Server error"), "a request got a 5xx");
 }

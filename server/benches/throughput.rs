@@ -1,0 +1,424 @@
+//! `cargo bench -p tokenops-server --bench throughput` — the figures of the
+//! README's Performance section, measured side by side in one run:
+//!
+//! * `verify` vs `/healthz` throughput and latency over keep-alive connections
+//!   (the ratio shows what verification costs);
+//! * token creation on SQLite and on PostgreSQL;
+//! * malformed vs valid values through the verifier itself (no HTTP), and over HTTP;
+//! * resident memory of the server with 100,000 tokens stored and verified.
+//!
+//! The server is the real release binary in its own process; the load
+//! generator is this process. Set `BENCH_TOKENS` / `BENCH_SECONDS` to scale.
+
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::Request;
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpStream;
+
+const CONNECTIONS: usize = 32;
+
+fn env_num(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+struct ServerProcess {
+    child: Child,
+    port: u16,
+}
+
+impl ServerProcess {
+    fn start(database: &str, config: &std::path::Path) -> ServerProcess {
+        let port = free_port();
+        let child = Command::new(env!("CARGO_BIN_EXE_tokenops-server"))
+            .args([
+                "serve",
+                "--database",
+                database,
+                "--listen",
+                &format!("127.0.0.1:{port}"),
+            ])
+            .arg("--config")
+            .arg(config)
+            .env("TOKENOPS_LOG", "warn")
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("start tokenops-server");
+        ServerProcess { child, port }
+    }
+
+    fn rss_mb(&self) -> f64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .unwrap_or_default();
+        let kb: f64 = status
+            .lines()
+            .find(|l| l.starts_with("VmRSS:"))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0.0);
+        kb / 1024.0
+    }
+
+    fn stop(mut self) {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(self.child.id() as i32),
+            nix::sys::signal::Signal::SIGTERM,
+        );
+        let _ = self.child.wait();
+    }
+}
+
+fn bootstrap(database: &str, config: &std::path::Path) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_tokenops-server"))
+        .args(["bootstrap", "--database", database])
+        .arg("--config")
+        .arg(config)
+        .output()
+        .expect("bootstrap");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
+
+/// One keep-alive HTTP/1.1 connection.
+struct Conn {
+    sender: hyper::client::conn::http1::SendRequest<Full<Bytes>>,
+}
+
+impl Conn {
+    async fn open(port: u16) -> Conn {
+        let stream = loop {
+            match TcpStream::connect(("127.0.0.1", port)).await {
+                Ok(s) => break s,
+                Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
+            }
+        };
+        stream.set_nodelay(true).unwrap();
+        let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+            .await
+            .unwrap();
+        tokio::spawn(conn);
+        Conn { sender }
+    }
+
+    async fn send(&mut self, req: Request<Full<Bytes>>) -> (u16, Bytes) {
+        self.sender.ready().await.unwrap();
+        let res = self.sender.send_request(req).await.expect("response");
+        let status = res.status().as_u16();
+        let body = res.into_body().collect().await.unwrap().to_bytes();
+        (status, body)
+    }
+}
+
+fn get(path: &str) -> Request<Full<Bytes>> {
+    Request::get(path)
+        .header("host", "bench")
+        .body(Full::new(Bytes::new()))
+        .unwrap()
+}
+
+fn post(path: &str, auth: Option<&str>, body: String) -> Request<Full<Bytes>> {
+    let mut b = Request::post(path)
+        .header("host", "bench")
+        .header("content-type", "application/json");
+    if let Some(t) = auth {
+        b = b.header("authorization", format!("Bearer {t}"));
+    }
+    b.body(Full::new(Bytes::from(body))).unwrap()
+}
+
+struct Run {
+    requests: u64,
+    seconds: f64,
+    p50_us: u64,
+    p99_us: u64,
+}
+
+impl Run {
+    fn rate(&self) -> f64 {
+        self.requests as f64 / self.seconds
+    }
+}
+
+/// Runs `make(i)` requests on CONNECTIONS keep-alive connections for `secs`, checking each status.
+async fn load(
+    port: u16,
+    secs: f64,
+    expect: u16,
+    make: Arc<dyn Fn(u64) -> Request<Full<Bytes>> + Send + Sync>,
+) -> Run {
+    let start = Instant::now();
+    let deadline = start + Duration::from_secs_f64(secs);
+    let mut tasks = vec![];
+    for c in 0..CONNECTIONS {
+        let make = make.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut conn = Conn::open(port).await;
+            let mut lat = Vec::with_capacity(100_000);
+            let mut i = c as u64;
+            while Instant::now() < deadline {
+                let t = Instant::now();
+                let (status, body) = conn.send(make(i)).await;
+                assert_eq!(status, expect, "{}", String::from_utf8_lossy(&body));
+                lat.push(t.elapsed().as_micros() as u32);
+                i += CONNECTIONS as u64;
+            }
+            lat
+        }));
+    }
+    let mut all = vec![];
+    for t in tasks {
+        all.extend(t.await.unwrap());
+    }
+    let seconds = start.elapsed().as_secs_f64();
+    all.sort_unstable();
+    let pct = |p: f64| {
+        all.get(((all.len() as f64 * p) as usize).min(all.len().saturating_sub(1)))
+            .copied()
+            .unwrap_or(0) as u64
+    };
+    Run {
+        requests: all.len() as u64,
+        seconds,
+        p50_us: pct(0.50),
+        p99_us: pct(0.99),
+    }
+}
+
+/// Creates `n` tokens with `CONNECTIONS` in flight; returns their values and the rate.
+async fn create_tokens(port: u16, owner: &str, n: usize) -> (Vec<String>, f64) {
+    let start = Instant::now();
+    let per = n.div_ceil(CONNECTIONS);
+    let mut tasks = vec![];
+    for c in 0..CONNECTIONS {
+        let owner = owner.to_string();
+        tasks.push(tokio::spawn(async move {
+            let mut conn = Conn::open(port).await;
+            let mut out = Vec::with_capacity(per);
+            for i in 0..per {
+                let body = format!(r#"{{"name":"bench-{c}-{i}","role":"read-only","lifetime":"720h","labels":{{"bench":"yes"}}}}"#);
+                let (status, body) = conn.send(post("/v1/tokens", Some(&owner), body)).await;
+                assert_eq!(status, 201, "{}", String::from_utf8_lossy(&body));
+                let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+                out.push(v["secret"].as_str().unwrap().to_string());
+            }
+            out
+        }));
+    }
+    let mut all = vec![];
+    for t in tasks {
+        all.extend(t.await.unwrap());
+    }
+    let rate = all.len() as f64 / start.elapsed().as_secs_f64();
+    (all, rate)
+}
+
+async fn wait_ready(port: u16) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Ok(s) = TcpStream::connect(("127.0.0.1", port)).await {
+            drop(s);
+            let mut c = Conn::open(port).await;
+            if c.send(get("/readyz")).await.0 == 200 {
+                return;
+            }
+        }
+        assert!(Instant::now() < deadline, "server did not become ready");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+async fn time_checks(
+    verifier: &tokenops_server::verify::Verifier,
+    values: &[String],
+    secs: f64,
+) -> f64 {
+    let start = Instant::now();
+    let mut n = 0u64;
+    while start.elapsed().as_secs_f64() < secs {
+        for v in values {
+            let _ = verifier.check(v, 0).await.unwrap();
+        }
+        n += values.len() as u64;
+    }
+    n as f64 / start.elapsed().as_secs_f64()
+}
+
+/// The verifier alone, in this process: valid values (cached) vs malformed ones.
+async fn verifier_only(database: &str, values: &[String], secs: f64) -> (f64, f64) {
+    let policy = tokenops_server::Policy::default();
+    let store = tokenops_server::store::Store::connect(database, policy.sqlite_synchronous)
+        .await
+        .unwrap();
+    let verifier = tokenops_server::verify::Verifier::new(store, Arc::new(policy));
+    let sample: Vec<&String> = values.iter().take(10_000).collect();
+    for v in &sample {
+        verifier.check(v, 0).await.unwrap();
+    }
+    let malformed: Vec<String> = sample
+        .iter()
+        .map(|v| {
+            let mut b = v.as_bytes().to_vec();
+            b[6] = if b[6] == b'x' { b'y' } else { b'x' };
+            String::from_utf8(b).unwrap()
+        })
+        .collect();
+    let sample: Vec<String> = sample.into_iter().cloned().collect();
+    let valid = time_checks(&verifier, &sample, secs).await;
+    let bad = time_checks(&verifier, &malformed, secs).await;
+    (valid, bad)
+}
+
+fn main() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(run());
+}
+
+async fn run() {
+    let tokens = env_num("BENCH_TOKENS", 100_000) as usize;
+    let secs = env_num("BENCH_SECONDS", 8) as f64;
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("policy.toml");
+    std::fs::write(&config, "last_used_flush_interval = \"5s\"\n").unwrap();
+    println!(
+        "tokenops-server benchmark: {tokens} tokens, {secs}s per load phase, {CONNECTIONS} keep-alive connections, 2 cores shared by server and load generator\n"
+    );
+
+    // --- SQLite ---
+    let db = dir.path().join("bench.db").display().to_string();
+    let owner = bootstrap(&db, &config);
+    let server = ServerProcess::start(&db, &config);
+    wait_ready(server.port).await;
+    let port = server.port;
+    let rss_empty = server.rss_mb();
+    let (mut values, create_sqlite) = create_tokens(port, &owner, 5_000).await;
+    let (more, _) = create_tokens(port, &owner, tokens.saturating_sub(5_000)).await;
+    values.extend(more);
+    let values = Arc::new(values);
+
+    // every token verified once, then the side-by-side load
+    let n = values.len() as u64;
+    let vals = values.clone();
+    load(
+        port,
+        secs.min(10.0).max(2.0) * 2.0,
+        200,
+        Arc::new(move |i| {
+            post(
+                "/v1/verify",
+                None,
+                format!(r#"{{"token":"{}"}}"#, vals[(i % n) as usize]),
+            )
+        }),
+    )
+    .await;
+    let healthz = load(port, secs, 200, Arc::new(|_| get("/healthz"))).await;
+    let vals = values.clone();
+    let verify = load(
+        port,
+        secs,
+        200,
+        Arc::new(move |i| {
+            post(
+                "/v1/verify",
+                None,
+                format!(r#"{{"token":"{}"}}"#, vals[(i * 7919 % n) as usize]),
+            )
+        }),
+    )
+    .await;
+    let vals = values.clone();
+    let malformed_http = load(
+        port,
+        secs,
+        200,
+        Arc::new(move |i| {
+            let mut v = vals[(i % n) as usize].clone().into_bytes();
+            v[6] = if v[6] == b'x' { b'y' } else { b'x' };
+            post(
+                "/v1/verify",
+                None,
+                format!(r#"{{"token":"{}"}}"#, String::from_utf8(v).unwrap()),
+            )
+        }),
+    )
+    .await;
+    let rss_full = server.rss_mb();
+    server.stop();
+    let (valid_core, malformed_core) = verifier_only(&db, &values, 2.0).await;
+
+    // --- PostgreSQL (fsync on: a real commit per create) ---
+    let create_pg = if tokenops_testkit::have_tool("initdb") {
+        let cluster = tokenops_testkit::PgCluster::start(false).expect("start PostgreSQL");
+        let url = tokenops_testkit::PgCluster::admin_url(&cluster);
+        let owner = bootstrap(&url, &config);
+        let server = ServerProcess::start(&url, &config);
+        wait_ready(server.port).await;
+        let (_, rate) = create_tokens(server.port, &owner, 5_000).await;
+        server.stop();
+        Some(rate)
+    } else {
+        println!("(PostgreSQL not available: initdb not on the PATH)");
+        None
+    };
+
+    println!("| measure | result | target |");
+    println!("| --- | --- | --- |");
+    println!(
+        "| `/healthz` (no work) | {:.0} req/s, p50 {} µs, p99 {} µs | — |",
+        healthz.rate(),
+        healthz.p50_us,
+        healthz.p99_us
+    );
+    println!(
+        "| `POST /v1/verify` (valid, {} tokens) | {:.0} req/s, p50 {} µs, p99 {} µs | ≥ 20,000/s |",
+        values.len(),
+        verify.rate(),
+        verify.p50_us,
+        verify.p99_us
+    );
+    println!(
+        "| verify / healthz throughput | {:.0}% | ≥ 70% |",
+        100.0 * verify.rate() / healthz.rate()
+    );
+    println!(
+        "| `POST /v1/verify` (malformed) over HTTP | {:.0} req/s | — |",
+        malformed_http.rate()
+    );
+    println!("| verifier alone: valid | {valid_core:.0} checks/s | — |");
+    println!(
+        "| verifier alone: malformed | {malformed_core:.0} checks/s ({:.1}× valid) | ≥ 5× |",
+        malformed_core / valid_core
+    );
+    println!("| create on SQLite | {create_sqlite:.0} tokens/s | ≥ 1,000/s |");
+    match create_pg {
+        Some(r) => println!("| create on PostgreSQL (fsync on) | {r:.0} tokens/s | ≥ 1,000/s |"),
+        None => println!("| create on PostgreSQL | not measured | ≥ 1,000/s |"),
+    }
+    println!(
+        "| server RSS: empty / {} tokens stored and verified | {rss_empty:.1} MB / {rss_full:.1} MB | ≤ 100 MB |",
+        values.len()
+    );
+}
