@@ -5,6 +5,7 @@
 //! timestamps as microseconds. Every change and its audit event commit in one
 //! transaction, so a failed request leaves nothing half-written.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -108,6 +109,9 @@ pub struct Store {
     pool: AnyPool,
     engine: Engine,
     url: String,
+    /// SQLite allows one writer at a time and makes waiting writers sleep in
+    /// its busy handler; queueing them here instead keeps writes flowing.
+    write_gate: Option<Arc<tokio::sync::Mutex<()>>>,
 }
 
 const COLUMNS: &str = "id, project, name, description, role, scopes, resources, labels, secret_hash, masked, \
@@ -222,7 +226,13 @@ impl Store {
             .run(&pool)
             .await
             .context("running database migrations")?;
-        Ok(Store { pool, engine, url })
+        let write_gate = (engine == Engine::Sqlite).then(|| Arc::new(tokio::sync::Mutex::new(())));
+        Ok(Store {
+            pool,
+            engine,
+            url,
+            write_gate,
+        })
     }
 
     pub fn engine(&self) -> Engine {
@@ -248,9 +258,18 @@ impl Store {
         self.pool.begin().await
     }
 
+    /// Waits for this process's turn to write (SQLite only); hold the guard until commit.
+    async fn write_turn(&self) -> Option<tokio::sync::OwnedMutexGuard<()>> {
+        match &self.write_gate {
+            Some(gate) => Some(gate.clone().lock_owned().await),
+            None => None,
+        }
+    }
+
     /// Inserts a token with its labels and audit event. With an idempotency key
     /// already used in the project, nothing is written and the existing token is returned.
     pub async fn insert_token(&self, row: &TokenRow, audit: NewAudit) -> anyhow::Result<Insert> {
+        let _turn = self.write_turn().await;
         let mut tx = self.begin().await?;
         let res = sqlx::query(&format!(
             "INSERT INTO tokens ({COLUMNS}) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17,$18,$19,$20,$21,$22,$23,$24)"
@@ -340,6 +359,7 @@ impl Store {
 
     /// Records an audit event on its own (e.g. an idempotent replay).
     pub async fn audit(&self, audit: NewAudit) -> anyhow::Result<()> {
+        let _turn = self.write_turn().await;
         let mut tx = self.begin().await?;
         Self::write_audit(&mut tx, &audit, now_us()).await?;
         tx.commit().await?;
@@ -457,6 +477,7 @@ impl Store {
         audit: NewAudit,
     ) -> anyhow::Result<Option<TokenRow>> {
         let now = now_us();
+        let _turn = self.write_turn().await;
         let mut tx = self.begin().await?;
         let updated = sqlx::query(
             "UPDATE tokens SET name = COALESCE($1, name), \
@@ -501,6 +522,7 @@ impl Store {
         audit: NewAudit,
     ) -> anyhow::Result<Option<TokenRow>> {
         let now = now_us();
+        let _turn = self.write_turn().await;
         let mut tx = self.begin().await?;
         // Write first so SQLite takes its write lock before reading anything.
         let updated = if replay {
@@ -556,6 +578,7 @@ impl Store {
         audit: NewAudit,
     ) -> anyhow::Result<Option<TokenRow>> {
         let now = now_us();
+        let _turn = self.write_turn().await;
         let mut tx = self.begin().await?;
         let changed = sqlx::query(
             "UPDATE tokens SET revoked_at = $1, updated_at = $1, prev_hash = NULL, prev_valid_until = NULL \
@@ -584,6 +607,7 @@ impl Store {
     /// Deletes a token for good. Returns whether it existed.
     pub async fn delete(&self, project: &str, id: &str, audit: NewAudit) -> anyhow::Result<bool> {
         let now = now_us();
+        let _turn = self.write_turn().await;
         let mut tx = self.begin().await?;
         let deleted = sqlx::query("DELETE FROM tokens WHERE id = $1 AND project = $2")
             .bind(id)
@@ -612,6 +636,7 @@ impl Store {
         actor: &str,
     ) -> anyhow::Result<Vec<String>> {
         let now = now_us();
+        let _turn = self.write_turn().await;
         let mut tx = self.begin().await?;
         let mut targets: Vec<String> = Vec::new();
         if let Some(ids) = ids {
@@ -672,6 +697,7 @@ impl Store {
         if entries.is_empty() {
             return Ok(());
         }
+        let _turn = self.write_turn().await;
         let mut tx = self.begin().await?;
         for (id, at) in entries {
             sqlx::query(
