@@ -323,7 +323,7 @@ async fn run() {
     let vals = values.clone();
     load(
         port,
-        secs.min(10.0).max(2.0) * 2.0,
+        secs.clamp(2.0, 10.0) * 2.0,
         200,
         Arc::new(move |i| {
             post(

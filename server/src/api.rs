@@ -569,14 +569,14 @@ pub async fn regenerate_token(
         .as_deref()
         .map(|g| validate::duration("grace_period", g))
         .transpose()?;
-    if let Some(g) = grace {
-        if g > state.policy.max_lifetime.0 {
-            return Err(ApiError::field(
-                codes::LIFETIME_EXCEEDS_POLICY,
-                "grace_period",
-                "grace_period is longer than the maximum token lifetime",
-            ));
-        }
+    if let Some(g) = grace
+        && g > state.policy.max_lifetime.0
+    {
+        return Err(ApiError::field(
+            codes::LIFETIME_EXCEEDS_POLICY,
+            "grace_period",
+            "grace_period is longer than the maximum token lifetime",
+        ));
     }
     let grace_until = grace.filter(|g| !g.is_zero()).map(|g| {
         now.timestamp_micros()
@@ -756,14 +756,14 @@ pub async fn verify(
     State(state): State<AppState>,
     ApiJson(req): ApiJson<VerifyRequest>,
 ) -> ApiResult<Response> {
-    if let Some(p) = &req.permission {
-        if permission::parse(p).is_err() {
-            return Err(ApiError::field(
-                codes::INVALID_PERMISSION,
-                "permission",
-                "permission must look like <resource>:<action>",
-            ));
-        }
+    if let Some(p) = &req.permission
+        && permission::parse(p).is_err()
+    {
+        return Err(ApiError::field(
+            codes::INVALID_PERMISSION,
+            "permission",
+            "permission must look like <resource>:<action>",
+        ));
     }
     let checked = state.verifier.check(&req.token, now_us()).await?;
     let (code, cred, retry) = match checked {

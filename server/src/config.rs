@@ -135,10 +135,10 @@ impl Policy {
                 bail!("resource_types: {t:?} must be letters, digits, '_' or '-'");
             }
         }
-        if let Some(rl) = &self.rate_limit {
-            if rl.requests_per_second == 0 || rl.burst == Some(0) {
-                bail!("rate_limit: requests_per_second and burst must be at least 1");
-            }
+        if let Some(rl) = &self.rate_limit
+            && (rl.requests_per_second == 0 || rl.burst == Some(0))
+        {
+            bail!("rate_limit: requests_per_second and burst must be at least 1");
         }
         if self.max_body_bytes < 1024 {
             bail!("max_body_bytes: must be at least 1024");

@@ -303,10 +303,10 @@ impl Store {
         if let Err(e) = res {
             if is_unique_violation(&e) {
                 drop(tx);
-                if let Some(key) = &row.create_key {
-                    if let Some(existing) = self.find_by_create_key(&row.project, key).await? {
-                        return Ok(Insert::KeyExists(existing));
-                    }
+                if let Some(key) = &row.create_key
+                    && let Some(existing) = self.find_by_create_key(&row.project, key).await?
+                {
+                    return Ok(Insert::KeyExists(existing));
                 }
             }
             return Err(e.into());

@@ -142,10 +142,10 @@ impl Verifier {
                 None => return Ok(Checked::Invalid(VerifyCode::NotFound)),
             },
         };
-        if let Some(until) = cred.valid_until {
-            if now_us >= until {
-                return Ok(Checked::Invalid(VerifyCode::NotFound));
-            }
+        if let Some(until) = cred.valid_until
+            && now_us >= until
+        {
+            return Ok(Checked::Invalid(VerifyCode::NotFound));
         }
         if cred.revoked {
             return Ok(Checked::Invalid(VerifyCode::Revoked));
@@ -153,12 +153,12 @@ impl Verifier {
         if cred.expires_at.is_some_and(|e| now_us >= e) {
             return Ok(Checked::Invalid(VerifyCode::Expired));
         }
-        if let Some(limiter) = &self.limiter {
-            if let Err(not_until) = limiter.check_key(&cred.id) {
-                let wait = not_until.wait_time_from(DefaultClock::default().now());
-                let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
-                return Ok(Checked::RateLimited(cred, secs.max(1)));
-            }
+        if let Some(limiter) = &self.limiter
+            && let Err(not_until) = limiter.check_key(&cred.id)
+        {
+            let wait = not_until.wait_time_from(DefaultClock::default().now());
+            let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+            return Ok(Checked::RateLimited(cred, secs.max(1)));
         }
         self.last_used.insert(cred.id.clone(), now_us);
         Ok(Checked::Valid(cred))

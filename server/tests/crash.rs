@@ -95,13 +95,13 @@ async fn kill_during_creates(backend: Backend) {
                     .send()
                     .await;
                 let Ok(res) = res else { break };
-                if res.status() == reqwest::StatusCode::CREATED {
-                    if let Ok(v) = res.json::<serde_json::Value>().await {
-                        created
-                            .lock()
-                            .unwrap()
-                            .push(v["secret"].as_str().unwrap().to_string());
-                    }
+                if res.status() == reqwest::StatusCode::CREATED
+                    && let Ok(v) = res.json::<serde_json::Value>().await
+                {
+                    created
+                        .lock()
+                        .unwrap()
+                        .push(v["secret"].as_str().unwrap().to_string());
                 }
             }
         }));
