@@ -229,7 +229,11 @@ mod tests {
             ("+5m", 300),
         ];
         for (input, secs) in cases {
-            assert_eq!(parse_duration(input).unwrap(), Duration::from_secs(secs), "{input}");
+            assert_eq!(
+                parse_duration(input).unwrap(),
+                Duration::from_secs(secs),
+                "{input}"
+            );
         }
         assert_eq!(parse_duration("1.5h").unwrap(), Duration::from_secs(5400));
         assert_eq!(parse_duration("250ms").unwrap(), Duration::from_millis(250));
@@ -244,9 +248,18 @@ mod tests {
         assert_eq!(parse_duration("-5m"), Err(DurationError::Negative));
         assert_eq!(parse_duration("10"), Err(DurationError::MissingUnit(2)));
         assert_eq!(parse_duration("h"), Err(DurationError::MissingNumber(0)));
-        assert!(matches!(parse_duration("5 minutes"), Err(DurationError::UnknownUnit(_))));
-        assert!(matches!(parse_duration("3w"), Err(DurationError::UnknownUnit(_))));
-        assert_eq!(parse_duration("99999999999999999999999h"), Err(DurationError::Overflow));
+        assert!(matches!(
+            parse_duration("5 minutes"),
+            Err(DurationError::UnknownUnit(_))
+        ));
+        assert!(matches!(
+            parse_duration("3w"),
+            Err(DurationError::UnknownUnit(_))
+        ));
+        assert_eq!(
+            parse_duration("99999999999999999999999h"),
+            Err(DurationError::Overflow)
+        );
         assert_eq!(parse_duration("."), Err(DurationError::MissingNumber(0)));
     }
 

@@ -10,6 +10,6 @@ pub mod permission;
 pub mod problem;
 pub mod secret;
 
-pub use duration::{format_duration, parse_duration, DurationError, GoDuration};
+pub use duration::{DurationError, GoDuration, format_duration, parse_duration};
 pub use model::*;
-pub use problem::{codes, Problem};
+pub use problem::{Problem, codes};

@@ -44,7 +44,9 @@ impl std::str::FromStr for TokenStatus {
             "active" => Ok(TokenStatus::Active),
             "expired" => Ok(TokenStatus::Expired),
             "revoked" => Ok(TokenStatus::Revoked),
-            other => Err(format!("unknown status {other:?} (use active, expired or revoked)")),
+            other => Err(format!(
+                "unknown status {other:?} (use active, expired or revoked)"
+            )),
         }
     }
 }
@@ -63,7 +65,10 @@ pub struct ResourceRef {
 
 impl ResourceRef {
     pub fn new(kind: impl Into<String>, id: impl Into<String>) -> Self {
-        ResourceRef { kind: kind.into(), id: id.into() }
+        ResourceRef {
+            kind: kind.into(),
+            id: id.into(),
+        }
     }
 }
 
@@ -393,7 +398,10 @@ pub fn validate_label_key(k: &str) -> Result<(), String> {
     if k.is_empty() || k.len() > 128 {
         return Err("label keys must be 1 to 128 characters".to_string());
     }
-    if !k.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-' | b'/')) {
+    if !k
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-' | b'/'))
+    {
         return Err(format!(
             "label key {k:?} may only contain letters, digits, '.', '_', '-' and '/'"
         ));
@@ -420,7 +428,10 @@ mod tests {
     fn resources_serialise_as_all_or_a_list() {
         assert_eq!(serde_json::to_string(&Resources::all()).unwrap(), "\"all\"");
         let list = Resources::list([ResourceRef::new("site", "s-1")]);
-        assert_eq!(serde_json::to_string(&list).unwrap(), r#"[{"type":"site","id":"s-1"}]"#);
+        assert_eq!(
+            serde_json::to_string(&list).unwrap(),
+            r#"[{"type":"site","id":"s-1"}]"#
+        );
         let back: Resources = serde_json::from_str(r#"[{"type":"site","id":"s-1"}]"#).unwrap();
         assert_eq!(back, list);
         assert!(serde_json::from_str::<Resources>("\"some\"").is_err());
@@ -430,7 +441,10 @@ mod tests {
     fn resource_coverage_prevents_widening() {
         let all = Resources::all();
         let one = Resources::list([ResourceRef::new("site", "s-1")]);
-        let two = Resources::list([ResourceRef::new("site", "s-1"), ResourceRef::new("site", "s-2")]);
+        let two = Resources::list([
+            ResourceRef::new("site", "s-1"),
+            ResourceRef::new("site", "s-2"),
+        ]);
         assert!(all.covers(&two));
         assert!(two.covers(&one));
         assert!(!one.covers(&two));

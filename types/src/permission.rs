@@ -8,7 +8,9 @@
 
 /// Why a permission string is not acceptable.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("permission must look like <resource>:<action> using letters, digits, '-', '_', '.' or '*' (e.g. tokens:read, billing:*)")]
+#[error(
+    "permission must look like <resource>:<action> using letters, digits, '-', '_', '.' or '*' (e.g. tokens:read, billing:*)"
+)]
 pub struct PermissionError;
 
 fn valid_part(part: &str) -> bool {
@@ -77,14 +79,20 @@ mod tests {
         assert!(allows("*:read", "usage:read"));
         assert!(!allows("*:read", "usage:write"));
         assert!(allows("*", "*:read"));
-        assert!(!allows("tokens:read", "tokens:*"), "a narrow grant does not cover a wildcard");
+        assert!(
+            !allows("tokens:read", "tokens:*"),
+            "a narrow grant does not cover a wildcard"
+        );
         assert!(allows("billing:read", "billing:read"));
     }
 
     #[test]
     fn covering_is_what_escalation_checks_use() {
         let caller = ["tokens:*", "billing:read"];
-        assert!(covers_all(caller.iter().copied(), ["tokens:read", "billing:read"]));
+        assert!(covers_all(
+            caller.iter().copied(),
+            ["tokens:read", "billing:read"]
+        ));
         assert!(!covers_all(caller.iter().copied(), ["usage:read"]));
         assert!(!covers_all(caller.iter().copied(), ["*"]));
         assert!(covers_all(["*"].iter().copied(), ["*"]));
@@ -92,7 +100,15 @@ mod tests {
 
     #[test]
     fn malformed_patterns_are_rejected() {
-        for bad in ["", "tokens", ":read", "tokens:", "a:b:c", "to kens:read", "tokens:re ad"] {
+        for bad in [
+            "",
+            "tokens",
+            ":read",
+            "tokens:",
+            "a:b:c",
+            "to kens:read",
+            "tokens:re ad",
+        ] {
             assert!(parse(bad).is_err(), "{bad:?} should be rejected");
         }
     }

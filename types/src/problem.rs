@@ -81,7 +81,12 @@ impl Problem {
 
 impl std::fmt::Display for Problem {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{} ({})", self.detail.as_deref().unwrap_or(&self.title), self.code)?;
+        write!(
+            f,
+            "{} ({})",
+            self.detail.as_deref().unwrap_or(&self.title),
+            self.code
+        )?;
         if let Some(field) = &self.field {
             write!(f, " [field: {field}]")?;
         }

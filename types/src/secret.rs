@@ -30,7 +30,9 @@ pub enum FormatError {
 pub fn valid_prefix(prefix: &str) -> bool {
     (1..=16).contains(&prefix.len())
         && prefix.as_bytes()[0].is_ascii_lowercase()
-        && prefix.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+        && prefix
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
 }
 
 fn checksum(body: &str) -> [u8; CHECKSUM_LEN] {
@@ -104,7 +106,14 @@ pub fn check(value: &str, expected_prefix: &str) -> Result<(), FormatError> {
 /// of the random part).
 pub fn mask(value: &str) -> String {
     let prefix = value.split_once('_').map(|(p, _)| p).unwrap_or("");
-    let tail: String = value.chars().rev().take(4).collect::<Vec<_>>().into_iter().rev().collect();
+    let tail: String = value
+        .chars()
+        .rev()
+        .take(4)
+        .collect::<Vec<_>>()
+        .into_iter()
+        .rev()
+        .collect();
     format!("{prefix}_…{tail}")
 }
 

@@ -27,9 +27,8 @@ pub fn skip_or_fail(reason: &str) {
 
 /// Whether `tool` is on the PATH.
 pub fn have_tool(tool: &str) -> bool {
-    std::env::var_os("PATH").is_some_and(|paths| {
-        std::env::split_paths(&paths).any(|dir| dir.join(tool).is_file())
-    })
+    std::env::var_os("PATH")
+        .is_some_and(|paths| std::env::split_paths(&paths).any(|dir| dir.join(tool).is_file()))
 }
 
 /// `true` if `tool` is on the PATH; otherwise skips (or fails in CI) with a reason.
@@ -76,7 +75,11 @@ impl TestDatabase {
     pub fn sqlite() -> TestDatabase {
         let dir = tempfile::tempdir().expect("temp dir");
         let url = dir.path().join("tokenops.db").display().to_string();
-        TestDatabase { url, dir: Some(dir), _cluster: None }
+        TestDatabase {
+            url,
+            dir: Some(dir),
+            _cluster: None,
+        }
     }
 
     /// A fresh PostgreSQL database: on the cluster named by
@@ -87,7 +90,9 @@ impl TestDatabase {
             Ok(url) if !url.is_empty() => (url, None),
             _ => {
                 if !have_tool("initdb") || !have_tool("pg_ctl") {
-                    skip_or_fail(&format!("PostgreSQL is not available: set {POSTGRES_ENV} or put initdb and pg_ctl on the PATH"));
+                    skip_or_fail(&format!(
+                        "PostgreSQL is not available: set {POSTGRES_ENV} or put initdb and pg_ctl on the PATH"
+                    ));
                     return None;
                 }
                 let cluster = PgCluster::start(true).expect("start a throw-away PostgreSQL");
@@ -95,8 +100,14 @@ impl TestDatabase {
             }
         };
         let name = format!("t_{}", uuid::Uuid::new_v4().simple());
-        let url = pg::create_database(&admin, &name).await.expect("create a test database");
-        Some(TestDatabase { url, dir: None, _cluster: cluster })
+        let url = pg::create_database(&admin, &name)
+            .await
+            .expect("create a test database");
+        Some(TestDatabase {
+            url,
+            dir: None,
+            _cluster: cluster,
+        })
     }
 
     pub async fn new(backend: Backend) -> Option<TestDatabase> {
@@ -124,7 +135,9 @@ pub struct TestServer {
 impl TestServer {
     /// On a fresh SQLite database with the default policy.
     pub async fn sqlite() -> TestServer {
-        Self::start(Backend::Sqlite, "").await.expect("SQLite is always available")
+        Self::start(Backend::Sqlite, "")
+            .await
+            .expect("SQLite is always available")
     }
 
     /// On a fresh PostgreSQL database, or `None` after a printed skip reason.
@@ -143,12 +156,21 @@ impl TestServer {
         let owner = tokenops_server::bootstrap(
             &db.url,
             &policy,
-            &BootstrapOptions { project: "default".into(), name: "test-owner".into(), lifetime: None },
+            &BootstrapOptions {
+                project: "default".into(),
+                name: "test-owner".into(),
+                lifetime: None,
+            },
         )
         .await
         .expect("bootstrap");
         let server = Self::spawn(&db.url, &policy).await;
-        Some(TestServer { server: Some(server), owner, policy, db })
+        Some(TestServer {
+            server: Some(server),
+            owner,
+            policy,
+            db,
+        })
     }
 
     async fn spawn(database: &str, policy: &Policy) -> Server {
@@ -185,7 +207,11 @@ impl TestServer {
         tokenops_server::bootstrap(
             &self.db.url,
             &self.policy,
-            &BootstrapOptions { project: project.into(), name: format!("{project}-owner"), lifetime: None },
+            &BootstrapOptions {
+                project: project.into(),
+                name: format!("{project}-owner"),
+                lifetime: None,
+            },
         )
         .await
         .expect("bootstrap")

@@ -7,7 +7,7 @@ use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use anyhow::{bail, Context};
+use anyhow::{Context, bail};
 use sqlx::Connection;
 
 pub struct PgCluster {
@@ -27,7 +27,10 @@ fn run(run_as: Option<&str>, program: &str, args: &[&str]) -> anyhow::Result<()>
         }
         None => Command::new(program),
     };
-    let out = cmd.args(args).output().with_context(|| format!("running {program}"))?;
+    let out = cmd
+        .args(args)
+        .output()
+        .with_context(|| format!("running {program}"))?;
     if !out.status.success() {
         bail!(
             "{program} failed: {}{}",
@@ -64,7 +67,17 @@ impl PgCluster {
         run(
             run_as.as_deref(),
             "initdb",
-            &["-D", &data_s, "-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-sync", "--no-instructions"],
+            &[
+                "-D",
+                &data_s,
+                "-U",
+                "postgres",
+                "--auth=trust",
+                "-E",
+                "UTF8",
+                "--no-sync",
+                "--no-instructions",
+            ],
         )?;
         let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
         let mut opts = format!(
@@ -75,8 +88,20 @@ impl PgCluster {
             opts.push_str(" -c fsync=off -c synchronous_commit=off -c full_page_writes=off");
         }
         let log = dir.join("postgres.log").display().to_string();
-        run(run_as.as_deref(), "pg_ctl", &["-D", &data_s, "-l", &log, "-o", &opts, "-w", "-t", "60", "start"])?;
-        Ok(PgCluster { dir: dir.to_path_buf(), port, run_as, keep: false, _tmp: None })
+        run(
+            run_as.as_deref(),
+            "pg_ctl",
+            &[
+                "-D", &data_s, "-l", &log, "-o", &opts, "-w", "-t", "60", "start",
+            ],
+        )?;
+        Ok(PgCluster {
+            dir: dir.to_path_buf(),
+            port,
+            run_as,
+            keep: false,
+            _tmp: None,
+        })
     }
 
     /// Leaves the cluster running when this value is dropped.
@@ -96,14 +121,24 @@ impl PgCluster {
 
     /// Stops the cluster in `dir` (immediate shutdown).
     pub fn stop_in(dir: &Path) -> anyhow::Result<()> {
-        let run_as = nix::unistd::Uid::effective().is_root().then_some("postgres");
+        let run_as = nix::unistd::Uid::effective()
+            .is_root()
+            .then_some("postgres");
         let data = dir.join("data").display().to_string();
-        run(run_as, "pg_ctl", &["-D", &data, "-m", "immediate", "-w", "stop"])
+        run(
+            run_as,
+            "pg_ctl",
+            &["-D", &data, "-m", "immediate", "-w", "stop"],
+        )
     }
 
     pub fn stop(&self) -> anyhow::Result<()> {
         let data = self.dir.join("data").display().to_string();
-        run(self.run_as.as_deref(), "pg_ctl", &["-D", &data, "-m", "immediate", "-w", "stop"])
+        run(
+            self.run_as.as_deref(),
+            "pg_ctl",
+            &["-D", &data, "-m", "immediate", "-w", "stop"],
+        )
     }
 }
 
@@ -118,8 +153,12 @@ impl Drop for PgCluster {
 /// Creates database `name` through `admin_url` and returns its URL.
 pub async fn create_database(admin_url: &str, name: &str) -> anyhow::Result<String> {
     let mut conn = sqlx::postgres::PgConnection::connect(admin_url).await?;
-    sqlx::query(&format!("CREATE DATABASE {name}")).execute(&mut conn).await?;
+    sqlx::query(&format!("CREATE DATABASE {name}"))
+        .execute(&mut conn)
+        .await?;
     conn.close().await?;
-    let (base, _) = admin_url.rsplit_once('/').context("admin URL has a database part")?;
+    let (base, _) = admin_url
+        .rsplit_once('/')
+        .context("admin URL has a database part")?;
     Ok(format!("{base}/{name}"))
 }

@@ -8,8 +8,10 @@ use std::process::ExitCode;
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let result = match args.as_slice() {
-        [cmd, dir] if cmd == "start" => tokenops_testkit::PgCluster::start_in(&PathBuf::from(dir), true)
-            .map(|c| println!("{}", c.keep_running().admin_url())),
+        [cmd, dir] if cmd == "start" => {
+            tokenops_testkit::PgCluster::start_in(&PathBuf::from(dir), true)
+                .map(|c| println!("{}", c.keep_running().admin_url()))
+        }
         [cmd, dir] if cmd == "stop" => tokenops_testkit::PgCluster::stop_in(&PathBuf::from(dir)),
         _ => {
             eprintln!("usage: tokenops-testpg start|stop DIR");
