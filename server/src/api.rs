@@ -352,12 +352,14 @@ pub async fn create_token(
 #[into_params(parameter_in = Query)]
 pub struct ListParams {
     /// `active`, `expired` or `revoked`.
+    #[param(value_type = Option<TokenStatus>)]
     pub status: Option<String>,
     /// Exact name.
     pub name: Option<String>,
     /// Label selector `k=v,k2=v2`.
     pub label: Option<String>,
     /// Page size, 1–500 (default 50).
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 500)]
     pub limit: Option<String>,
     /// `next_page_token` of the previous page.
     pub page_token: Option<String>,
@@ -829,6 +831,7 @@ pub struct AuditParams {
     /// Only events about this token.
     pub token_id: Option<String>,
     /// Page size, 1–500 (default 50).
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 500)]
     pub limit: Option<String>,
     pub page_token: Option<String>,
 }

@@ -11,6 +11,10 @@ pub type Labels = BTreeMap<String, String>;
 /// Label every front end sets on the tokens it manages.
 pub const LABEL_MANAGED_BY: &str = "managed-by";
 
+/// The duration syntax as a regular expression, for API documents and schemas.
+pub const DURATION_PATTERN: &str =
+    r"^\+?(0|([0-9]+(\.[0-9]*)?|\.[0-9]+)(ns|us|µs|μs|ms|s|m|h|d))+$";
+
 /// Lifecycle state of a token. An active token past its expiry reads as `expired`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
@@ -178,6 +182,7 @@ pub struct Token {
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct CreateTokenRequest {
+    #[cfg_attr(feature = "openapi", schema(min_length = 1, max_length = 128))]
     pub name: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
@@ -192,6 +197,7 @@ pub struct CreateTokenRequest {
     pub resources: Option<Resources>,
     /// Go-style duration, e.g. `720h`; exclusive with `expires_at`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(pattern = r"^\+?(0|([0-9]+(\.[0-9]*)?|\.[0-9]+)(ns|us|µs|μs|ms|s|m|h|d))+$"))]
     pub lifetime: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expires_at: Option<DateTime<Utc>>,
@@ -251,11 +257,13 @@ pub struct UpdateTokenRequest {
 #[serde(deny_unknown_fields)]
 pub struct RegenerateRequest {
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(pattern = r"^\+?(0|([0-9]+(\.[0-9]*)?|\.[0-9]+)(ns|us|µs|μs|ms|s|m|h|d))+$"))]
     pub lifetime: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expires_at: Option<DateTime<Utc>>,
     /// How long the replaced value keeps verifying (Go-style duration); default none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(pattern = r"^\+?(0|([0-9]+(\.[0-9]*)?|\.[0-9]+)(ns|us|µs|μs|ms|s|m|h|d))+$"))]
     pub grace_period: Option<String>,
 }
 
