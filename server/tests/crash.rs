@@ -174,3 +174,65 @@ async fn sigterm_lets_in_flight_requests_finish_and_flushes_last_used() {
     kill(Pid::from_raw(child.id() as i32), Signal::SIGTERM).unwrap();
     child.wait().unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_secret_reaches_the_log_even_at_trace_level() {
+    let db = TestDatabase::sqlite();
+    let dir = tempfile::tempdir().unwrap();
+    let log_path = dir.path().join("server.log");
+    let out = Command::new(bin_path("tokenops-server"))
+        .args(["bootstrap", "--database", &db.url])
+        .output()
+        .unwrap();
+    let owner = String::from_utf8(out.stdout).unwrap().trim().to_string();
+    assert!(
+        !String::from_utf8_lossy(&out.stderr).contains(&owner[4..]),
+        "bootstrap logged the value"
+    );
+    let port = free_port();
+    let mut child = Command::new(bin_path("tokenops-server"))
+        .args([
+            "serve",
+            "--database",
+            &db.url,
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+        ])
+        .env("TOKENOPS_LOG", "trace")
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log_path).unwrap())
+        .spawn()
+        .unwrap();
+    let api = Api::new(format!("http://127.0.0.1:{port}"));
+    wait_healthy(&api).await;
+    let mut secrets = vec![owner.clone()];
+    let (id, s) = api.create_role(&owner, "logged", "read-only").await;
+    secrets.push(s.clone());
+    let r = api
+        .post(
+            &format!("/v1/tokens/{id}/regenerate"),
+            &owner,
+            json!({"grace_period": "1m"}),
+        )
+        .await;
+    secrets.push(r.body["secret"].as_str().unwrap().to_string());
+    for s in secrets.clone() {
+        api.verify(&s).await;
+        api.get("/v1/whoami", &s).await;
+        // a value in a field where it does not belong
+        api.post("/v1/tokens", &owner, json!({"name": s, "role": 5}))
+            .await;
+    }
+    let mut typo = s.into_bytes();
+    typo[7] = if typo[7] == b'a' { b'b' } else { b'a' };
+    let typo = String::from_utf8(typo).unwrap();
+    api.verify(&typo).await;
+    secrets.push(typo);
+    kill(Pid::from_raw(child.id() as i32), Signal::SIGTERM).unwrap();
+    child.wait().unwrap();
+    let log = std::fs::read_to_string(&log_path).unwrap();
+    assert!(log.lines().count() > 5, "trace logging produced output");
+    for s in &secrets {
+        assert!(!log.contains(&s[4..]), "a token value is in the server log");
+    }
+}
