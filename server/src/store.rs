@@ -357,6 +357,22 @@ impl Store {
         Ok(())
     }
 
+    /// Ends a change: records its audit event, reads the row back and commits.
+    async fn audit_and_commit(
+        mut tx: sqlx::Transaction<'static, sqlx::Any>,
+        audit: &NewAudit,
+        now: i64,
+        id: &str,
+    ) -> anyhow::Result<TokenRow> {
+        Self::write_audit(&mut tx, audit, now).await?;
+        let row = sqlx::query(&format!("SELECT {COLUMNS} FROM tokens WHERE id = $1"))
+            .bind(id)
+            .fetch_one(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        row_to_token(&row)
+    }
+
     /// Records an audit event on its own (e.g. an idempotent replay).
     pub async fn audit(&self, audit: NewAudit) -> anyhow::Result<()> {
         let _turn = self.write_turn().await;
@@ -499,13 +515,7 @@ impl Store {
         if let Some(labels) = labels {
             Self::write_labels(&mut tx, id, labels).await?;
         }
-        Self::write_audit(&mut tx, &audit, now).await?;
-        let row = sqlx::query(&format!("SELECT {COLUMNS} FROM tokens WHERE id = $1"))
-            .bind(id)
-            .fetch_one(&mut *tx)
-            .await?;
-        tx.commit().await?;
-        Ok(Some(row_to_token(&row)?))
+        Self::audit_and_commit(tx, &audit, now, id).await.map(Some)
     }
 
     /// Gives a token a new value and expiry. The current value becomes the
@@ -561,13 +571,7 @@ impl Store {
         if updated.rows_affected() == 0 {
             return Ok(None);
         }
-        Self::write_audit(&mut tx, &audit, now).await?;
-        let row = sqlx::query(&format!("SELECT {COLUMNS} FROM tokens WHERE id = $1"))
-            .bind(id)
-            .fetch_one(&mut *tx)
-            .await?;
-        tx.commit().await?;
-        Ok(Some(row_to_token(&row)?))
+        Self::audit_and_commit(tx, &audit, now, id).await.map(Some)
     }
 
     /// Revokes one token (idempotent). Returns the row, or `None` if absent.
