@@ -781,13 +781,7 @@ pub async fn verify(
         Checked::RateLimited(_, secs) => (VerifyCode::RateLimited, None, Some(secs)),
         Checked::Invalid(code) => (code, None, None),
     };
-    state
-        .metrics
-        .verifications
-        .get_or_create(&crate::metrics::CodeLabels {
-            code: verify_code_str(code).to_string(),
-        })
-        .inc();
+    state.metrics.verified(code);
     let token = cred.map(|c| VerifiedToken {
         id: c.id.to_string(),
         project: c.project.to_string(),
@@ -810,18 +804,6 @@ pub async fn verify(
             .insert(header::RETRY_AFTER, HeaderValue::from(secs));
     }
     Ok(res)
-}
-
-fn verify_code_str(code: VerifyCode) -> &'static str {
-    match code {
-        VerifyCode::Valid => "VALID",
-        VerifyCode::Malformed => "MALFORMED",
-        VerifyCode::NotFound => "NOT_FOUND",
-        VerifyCode::Expired => "EXPIRED",
-        VerifyCode::Revoked => "REVOKED",
-        VerifyCode::InsufficientPermissions => "INSUFFICIENT_PERMISSIONS",
-        VerifyCode::RateLimited => "RATE_LIMITED",
-    }
 }
 
 /// Query of `GET /v1/audit`.

@@ -130,6 +130,7 @@ pub async fn run(
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 tick.tick().await;
+                state.verifier.sweep(store::now_us());
                 if let Err(e) = state.verifier.flush_last_used().await {
                     tracing::warn!(error = %e, "could not write last-used times; will retry");
                 }

@@ -45,6 +45,8 @@ pub struct Metrics {
     pub token_changes: Family<ActionLabels, Counter>,
     pub cache_entries: Gauge,
     pub last_used_pending: Gauge,
+    /// One counter per verification code, resolved once (the verify path allocates nothing for metrics).
+    verify_by_code: Vec<(tokenops_types::VerifyCode, Counter)>,
 }
 
 impl Metrics {
@@ -88,6 +90,30 @@ impl Metrics {
             "Tokens whose last-used time waits to be written",
             last_used_pending.clone(),
         );
+        use tokenops_types::VerifyCode::*;
+        let verify_by_code = [
+            Valid,
+            Malformed,
+            NotFound,
+            Expired,
+            Revoked,
+            InsufficientPermissions,
+            RateLimited,
+        ]
+        .into_iter()
+        .map(|code| {
+            let name = serde_json::to_value(code)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_string))
+                .unwrap_or_default();
+            (
+                code,
+                verifications
+                    .get_or_create(&CodeLabels { code: name })
+                    .clone(),
+            )
+        })
+        .collect();
         Arc::new(Metrics {
             registry,
             requests,
@@ -96,6 +122,7 @@ impl Metrics {
             token_changes,
             cache_entries,
             last_used_pending,
+            verify_by_code,
         })
     }
 
@@ -105,6 +132,13 @@ impl Metrics {
                 action: action.to_string(),
             })
             .inc_by(n);
+    }
+
+    /// Counts one verification outcome.
+    pub fn verified(&self, code: tokenops_types::VerifyCode) {
+        if let Some((_, c)) = self.verify_by_code.iter().find(|(k, _)| *k == code) {
+            c.inc();
+        }
     }
 
     pub fn render(&self) -> String {

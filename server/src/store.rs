@@ -311,7 +311,7 @@ impl Store {
             }
             return Err(e.into());
         }
-        Self::write_labels(&mut tx, &row.id, &row.labels).await?;
+        Self::insert_labels(&mut tx, &row.id, &row.labels).await?;
         Self::write_audit(&mut tx, &audit, row.created_at).await?;
         tx.commit().await?;
         Ok(Insert::Created(row.clone()))
@@ -326,6 +326,14 @@ impl Store {
             .bind(id)
             .execute(&mut **tx)
             .await?;
+        Self::insert_labels(tx, id, labels).await
+    }
+
+    async fn insert_labels(
+        tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+        id: &str,
+        labels: &Labels,
+    ) -> sqlx::Result<()> {
         for (k, v) in labels {
             sqlx::query("INSERT INTO token_labels (token_id, key, value) VALUES ($1, $2, $3)")
                 .bind(id)

@@ -11,7 +11,6 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
 
 use dashmap::DashMap;
 use governor::clock::{Clock, DefaultClock};
@@ -26,16 +25,16 @@ use crate::store::{Store, TokenRow};
 /// 32-byte hash of a value: the only thing about a value the server keeps.
 pub type Hash = [u8; 32];
 
-/// What the cache remembers about a verified value.
+/// What the cache remembers about a verified value. Kept small: with 100,000
+/// tokens cached, every field counts (project and role are shared strings).
 #[derive(Debug)]
 pub struct Credential {
     pub id: Arc<str>,
     pub project: Arc<str>,
-    pub name: Arc<str>,
+    pub name: Box<str>,
     pub role: Option<Arc<str>>,
-    pub scopes: Box<[String]>,
-    /// Role bundle plus scopes.
-    pub permissions: Box<[String]>,
+    /// Role bundle plus scopes (shared among tokens with the same role and no scopes).
+    pub permissions: Arc<[String]>,
     pub resources: Resources,
     pub masked: Box<str>,
     pub expires_at: Option<i64>,
@@ -45,16 +44,52 @@ pub struct Credential {
     pub valid_until: Option<i64>,
 }
 
+/// Shares the strings many cached tokens have in common.
+#[derive(Default)]
+struct Interner {
+    strings: DashMap<Box<str>, Arc<str>>,
+    role_permissions: DashMap<Box<str>, Arc<[String]>>,
+}
+
+impl Interner {
+    fn string(&self, s: &str) -> Arc<str> {
+        if let Some(a) = self.strings.get(s) {
+            return a.clone();
+        }
+        self.strings
+            .entry(s.into())
+            .or_insert_with(|| s.into())
+            .clone()
+    }
+
+    fn permissions(&self, policy: &Policy, role: Option<&str>, scopes: &[String]) -> Arc<[String]> {
+        match role {
+            Some(r) if scopes.is_empty() => {
+                if let Some(p) = self.role_permissions.get(r) {
+                    return p.clone();
+                }
+                let p: Arc<[String]> = policy.effective_permissions(role, scopes).into();
+                self.role_permissions.insert(r.into(), p.clone());
+                p
+            }
+            _ => policy.effective_permissions(role, scopes).into(),
+        }
+    }
+}
+
 impl Credential {
-    fn from_row(row: &TokenRow, is_previous: bool, policy: &Policy) -> Credential {
-        let permissions = policy.effective_permissions(row.role.as_deref(), &row.scopes);
+    fn from_row(
+        row: &TokenRow,
+        is_previous: bool,
+        policy: &Policy,
+        interner: &Interner,
+    ) -> Credential {
         Credential {
             id: row.id.as_str().into(),
-            project: row.project.as_str().into(),
+            project: interner.string(&row.project),
             name: row.name.as_str().into(),
-            role: row.role.as_deref().map(Into::into),
-            scopes: row.scopes.clone().into_boxed_slice(),
-            permissions: permissions.into_boxed_slice(),
+            role: row.role.as_deref().map(|r| interner.string(r)),
+            permissions: interner.permissions(policy, row.role.as_deref(), &row.scopes),
             resources: row.resources.clone(),
             masked: row.masked.as_str().into(),
             expires_at: row.expires_at,
@@ -89,9 +124,13 @@ type Limiter =
 pub struct Verifier {
     store: Store,
     policy: Arc<Policy>,
-    cache: moka::sync::Cache<Hash, Arc<Credential>>,
-    /// Token id → the hashes cached for it, so a change can drop them all.
-    by_id: DashMap<Arc<str>, Vec<Hash>>,
+    /// Hash → what it verifies as, and when that was read from storage (µs).
+    /// A plain concurrent map: lookups take no lock but a shard read lock, and
+    /// do no bookkeeping; expiry is checked on read and swept periodically.
+    cache: DashMap<Hash, (Arc<Credential>, i64)>,
+    /// Token id → the (at most two) hashes cached for it, so a change can drop them.
+    by_id: DashMap<Arc<str>, [Option<Hash>; 2]>,
+    interner: Interner,
     epoch: AtomicU64,
     /// How many checks had to read storage (malformed values never do).
     storage_lookups: AtomicU64,
@@ -102,10 +141,6 @@ pub struct Verifier {
 
 impl Verifier {
     pub fn new(store: Store, policy: Arc<Policy>) -> Verifier {
-        let cache = moka::sync::Cache::builder()
-            .max_capacity(policy.cache_capacity)
-            .time_to_live(policy.cache_ttl.0.max(Duration::from_millis(1)))
-            .build();
         let limiter = policy.rate_limit.as_ref().map(|rl| {
             let rps = std::num::NonZeroU32::new(rl.requests_per_second)
                 .expect("checked by Policy::check");
@@ -115,8 +150,9 @@ impl Verifier {
         Verifier {
             store,
             policy,
-            cache,
+            cache: DashMap::new(),
             by_id: DashMap::new(),
+            interner: Interner::default(),
             epoch: AtomicU64::new(0),
             storage_lookups: AtomicU64::new(0),
             limiter,
@@ -135,9 +171,14 @@ impl Verifier {
             return Ok(Checked::Invalid(VerifyCode::Malformed));
         }
         let hash = self.hash(value);
-        let cred = match self.cache.get(&hash) {
+        let cached = self
+            .cache
+            .get(&hash)
+            .filter(|e| now_us - e.1 < self.ttl_us())
+            .map(|e| e.0.clone());
+        let cred = match cached {
             Some(c) => c,
-            None => match self.load(hash).await? {
+            None => match self.load(hash, now_us).await? {
                 Some(c) => c,
                 None => return Ok(Checked::Invalid(VerifyCode::NotFound)),
             },
@@ -164,7 +205,11 @@ impl Verifier {
         Ok(Checked::Valid(cred))
     }
 
-    async fn load(&self, hash: Hash) -> anyhow::Result<Option<Arc<Credential>>> {
+    fn ttl_us(&self) -> i64 {
+        i64::try_from(self.policy.cache_ttl.0.as_micros()).unwrap_or(i64::MAX)
+    }
+
+    async fn load(&self, hash: Hash, now_us: i64) -> anyhow::Result<Option<Arc<Credential>>> {
         let epoch = self.epoch.load(Ordering::Acquire);
         self.storage_lookups.fetch_add(1, Ordering::Relaxed);
         let hex = hex::encode(hash);
@@ -172,11 +217,26 @@ impl Verifier {
             return Ok(None);
         };
         let is_previous = row.secret_hash != hex;
-        let cred = Arc::new(Credential::from_row(&row, is_previous, &self.policy));
-        // Cache only if no write happened since we started reading.
-        if self.epoch.load(Ordering::Acquire) == epoch {
-            self.by_id.entry(cred.id.clone()).or_default().push(hash);
-            self.cache.insert(hash, cred.clone());
+        let cred = Arc::new(Credential::from_row(
+            &row,
+            is_previous,
+            &self.policy,
+            &self.interner,
+        ));
+        // Cache only if no write happened since we started reading, and while
+        // there is room (past capacity, the rest is read from storage).
+        if self.epoch.load(Ordering::Acquire) == epoch
+            && (self.cache.len() as u64) < self.policy.cache_capacity
+        {
+            let mut slots = self.by_id.entry(cred.id.clone()).or_default();
+            if !slots.contains(&Some(hash)) {
+                let free = slots.iter().position(Option::is_none).unwrap_or(0);
+                if let Some(evicted) = slots[free].replace(hash) {
+                    self.cache.remove(&evicted);
+                }
+            }
+            drop(slots);
+            self.cache.insert(hash, (cred.clone(), now_us));
         }
         Ok(Some(cred))
     }
@@ -186,8 +246,8 @@ impl Verifier {
         self.epoch.fetch_add(1, Ordering::AcqRel);
         for id in ids {
             if let Some((_, hashes)) = self.by_id.remove(id) {
-                for h in hashes {
-                    self.cache.invalidate(&h);
+                for h in hashes.into_iter().flatten() {
+                    self.cache.remove(&h);
                 }
             }
         }
@@ -197,7 +257,7 @@ impl Verifier {
     pub fn invalidate_all(&self) {
         self.epoch.fetch_add(1, Ordering::AcqRel);
         self.by_id.clear();
-        self.cache.invalidate_all();
+        self.cache.clear();
     }
 
     /// The pending (not yet written) last-used time of a token.
@@ -225,6 +285,14 @@ impl Verifier {
         Ok(batch.len())
     }
 
+    /// Drops cache entries older than the TTL.
+    pub fn sweep(&self, now_us: i64) {
+        let ttl = self.ttl_us();
+        self.cache.retain(|_, e| now_us - e.1 < ttl);
+        self.by_id
+            .retain(|_, hashes| hashes.iter().flatten().any(|h| self.cache.contains_key(h)));
+    }
+
     /// How many checks have read storage so far.
     pub fn storage_lookups(&self) -> u64 {
         self.storage_lookups.load(Ordering::Relaxed)
@@ -236,7 +304,7 @@ impl Verifier {
     }
 
     pub fn cached_entries(&self) -> u64 {
-        self.cache.entry_count()
+        self.cache.len() as u64
     }
 }
 
