@@ -1,0 +1,197 @@
+//! Benchmarks of the provider under the real `terraform` binary, printing
+//! figures (not a pass/fail test):
+//!
+//! - provider start to go-plugin handshake line (median of 20 starts);
+//! - `terraform apply` creating 100 `tokenops_api_token`s;
+//! - no-change `terraform plan` (with refresh) of those 100 tokens versus
+//!   100 `terraform_data` (built into Terraform), and their ratio (target ≤ 2×).
+//!
+//! Run: `cargo build -p terraform-provider-tokenops --bins --examples &&
+//! cargo run -p terraform-provider-tokenops --example bench`. To measure a
+//! release build of the provider, point `TOKENOPS_PROVIDER_DIR` at the
+//! directory holding it (e.g. `target/release`).
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use tokio::io::AsyncBufReadExt;
+
+const RUNS: usize = 3;
+
+fn provider_binary() -> PathBuf {
+    if let Some(dir) = std::env::var_os("TOKENOPS_PROVIDER_DIR") {
+        return PathBuf::from(dir).join("terraform-provider-tokenops");
+    }
+    let exe = std::env::current_exe().expect("bench path");
+    let dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target profile dir");
+    let bin = dir.join("terraform-provider-tokenops");
+    assert!(
+        bin.is_file(),
+        "{} is missing: run `cargo build -p terraform-provider-tokenops --bins --examples` first",
+        bin.display()
+    );
+    bin
+}
+
+fn median(mut xs: Vec<Duration>) -> Duration {
+    xs.sort();
+    xs[xs.len() / 2]
+}
+
+async fn handshake_time(bin: &Path) -> Duration {
+    let started = Instant::now();
+    let mut child = tokio::process::Command::new(bin)
+        .env(tfplugin::MAGIC_COOKIE_KEY, tfplugin::MAGIC_COOKIE_VALUE)
+        .env("PLUGIN_PROTOCOL_VERSIONS", "6")
+        .env_remove("PLUGIN_CLIENT_CERT")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start provider");
+    let stdout = child.stdout.take().expect("stdout");
+    let mut line = String::new();
+    tokio::io::BufReader::new(stdout)
+        .read_line(&mut line)
+        .await
+        .expect("handshake line");
+    let elapsed = started.elapsed();
+    assert!(
+        line.starts_with("1|6|tcp|"),
+        "unexpected handshake {line:?}"
+    );
+    let _ = child.kill().await;
+    elapsed
+}
+
+struct Work {
+    _root: tempfile::TempDir,
+    dir: PathBuf,
+    cli_config: PathBuf,
+    endpoint: String,
+    token: String,
+}
+
+impl Work {
+    fn new(bin_dir: &Path, endpoint: &str, token: &str, main_tf: &str) -> Self {
+        let root = tempfile::tempdir().expect("tempdir");
+        let dir = root.path().join("work");
+        std::fs::create_dir_all(&dir).unwrap();
+        let cli_config = root.path().join("terraform.rc");
+        std::fs::write(
+            &cli_config,
+            format!(
+                "provider_installation {{\n  dev_overrides {{\n    \"registry.terraform.io/tokenops/tokenops\" = \"{}\"\n  }}\n  direct {{}}\n}}\n",
+                bin_dir.display()
+            ),
+        )
+        .unwrap();
+        std::fs::write(dir.join("main.tf"), main_tf).unwrap();
+        Self {
+            _root: root,
+            dir,
+            cli_config,
+            endpoint: endpoint.into(),
+            token: token.into(),
+        }
+    }
+
+    async fn timed(&self, args: &[&str]) -> Duration {
+        let started = Instant::now();
+        let out = tokio::process::Command::new("terraform")
+            .args(args)
+            .arg("-input=false")
+            .arg("-no-color")
+            .current_dir(&self.dir)
+            .env("TF_CLI_CONFIG_FILE", &self.cli_config)
+            .env("TF_IN_AUTOMATION", "1")
+            .env("CHECKPOINT_DISABLE", "1")
+            .env("TOKENOPS_ENDPOINT", &self.endpoint)
+            .env("TOKENOPS_TOKEN", &self.token)
+            .env_remove("TF_LOG")
+            .stdin(Stdio::null())
+            .output()
+            .await
+            .expect("terraform");
+        let elapsed = started.elapsed();
+        let code = out.status.code();
+        assert!(
+            code == Some(0),
+            "terraform {args:?} -> {code:?}\n{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        elapsed
+    }
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() {
+    if !tokenops_testkit::require_tool("terraform") {
+        return;
+    }
+    let bin = provider_binary();
+    let bin_dir = bin.parent().unwrap().to_path_buf();
+
+    let mut starts = Vec::new();
+    for _ in 0..20 {
+        starts.push(handshake_time(&bin).await);
+    }
+    println!(
+        "provider start to handshake (no AutoMTLS cert), median of 20: {:?}",
+        median(starts)
+    );
+
+    let server = tokenops_testkit::TestServer::sqlite().await;
+    let tokens_tf = r#"terraform {
+  required_providers {
+    tokenops = { source = "tokenops/tokenops" }
+  }
+}
+resource "tokenops_api_token" "t" {
+  count    = 100
+  name     = "bench-${count.index}"
+  role     = "read-only"
+  lifetime = "720h"
+}
+"#;
+    let data_tf = r#"resource "terraform_data" "t" {
+  count = 100
+  input = "bench-${count.index}"
+}
+"#;
+    let tokens = Work::new(&bin_dir, &server.url(), &server.owner_token(), tokens_tf);
+    let data = Work::new(&bin_dir, &server.url(), &server.owner_token(), data_tf);
+
+    let apply = tokens.timed(&["apply", "-auto-approve"]).await;
+    println!("terraform apply, 100 tokenops_api_token: {apply:?}");
+    let data_apply = data.timed(&["apply", "-auto-approve"]).await;
+    println!("terraform apply, 100 terraform_data: {data_apply:?}");
+
+    let mut plan_tokens = Vec::new();
+    let mut plan_data = Vec::new();
+    for _ in 0..RUNS {
+        plan_tokens.push(tokens.timed(&["plan", "-detailed-exitcode"]).await);
+        plan_data.push(data.timed(&["plan", "-detailed-exitcode"]).await);
+    }
+    let (pt, pd) = (median(plan_tokens), median(plan_data));
+    println!("no-change plan, 100 tokenops_api_token (median of {RUNS}): {pt:?}");
+    println!("no-change plan, 100 terraform_data (median of {RUNS}): {pd:?}");
+    println!(
+        "ratio tokenops/terraform_data: {:.2}x (target <= 2x)",
+        pt.as_secs_f64() / pd.as_secs_f64()
+    );
+    let mut no_refresh = Vec::new();
+    for _ in 0..RUNS {
+        no_refresh.push(tokens.timed(&["plan", "-refresh=false"]).await);
+    }
+    println!(
+        "no-change plan -refresh=false, 100 tokenops_api_token (median of {RUNS}): {:?}",
+        median(no_refresh)
+    );
+    tokens.timed(&["destroy", "-auto-approve"]).await;
+}
