@@ -63,6 +63,41 @@ tokenops token create build-bot --scope artifacts:write --lifetime 24h --label e
 tokenops token revoke --selector env=prod
 tokenops token list
 
+if command -v terraform >/dev/null; then
+  say "Terraform: installing the provider into a local filesystem mirror"
+  cargo build --release -q -p terraform-provider-tokenops
+  version=$(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -1)
+  case "$(uname -m)" in x86_64) arch=amd64 ;; aarch64|arm64) arch=arm64 ;; *) arch=$(uname -m) ;; esac
+  mirror="$work/terraform-mirror"
+  dest="$mirror/registry.terraform.io/tokenops/tokenops/$version/$(uname -s | tr '[:upper:]' '[:lower:]')_$arch"
+  mkdir -p "$dest"
+  cp "$bin/terraform-provider-tokenops" "$dest/terraform-provider-tokenops_v$version"
+  cat > "$work/terraformrc" <<TF
+provider_installation {
+  filesystem_mirror {
+    path    = "$mirror"
+    include = ["registry.terraform.io/tokenops/*"]
+  }
+  direct {
+    exclude = ["registry.terraform.io/tokenops/*"]
+  }
+}
+TF
+  export TF_CLI_CONFIG_FILE="$work/terraformrc"
+  cp -r examples/terraform "$work/tf"
+  say "Terraform: init, apply examples/terraform/main.tf against the local server, plan again, destroy"
+  (
+    cd "$work/tf"
+    terraform init -input=false -no-color >/dev/null
+    terraform apply -auto-approve -input=false -no-color | grep -E "^(Apply complete|tokenops_api_token\.[a-z_]+: Creation complete)"
+    terraform plan -detailed-exitcode -input=false -no-color >/dev/null && echo "a second plan shows no changes"
+    tokenops token list --selector managed-by=terraform
+    terraform destroy -auto-approve -input=false -no-color | grep -E "^Destroy complete"
+  )
+else
+  say "Terraform not found: skipping the Terraform part of the Quick start"
+fi
+
 say "Stopping the server (SIGTERM: in-flight requests finish, last-used times are written)"
 kill -TERM "$server_pid"; wait "$server_pid" || true; server_pid=""
 echo "done."
