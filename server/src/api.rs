@@ -15,7 +15,7 @@ use sha2::{Digest, Sha256};
 use tokenops_types::{
     AuditEvent, BulkRevokeRequest, BulkRevokeResponse, CreateTokenRequest, LABEL_MANAGED_BY, Page,
     RegenerateRequest, Resources, Token, TokenStatus, TokenWithSecret, UpdateTokenRequest,
-    VerifiedToken, VerifyCode, VerifyRequest, VerifyResponse, codes, permission,
+    VerifyCode, VerifyRequest, VerifyResponse, codes, permission,
 };
 use utoipa::IntoParams;
 
@@ -782,17 +782,19 @@ pub async fn verify(
         Checked::Invalid(code) => (code, None, None),
     };
     state.metrics.verified(code);
-    let token = cred.map(|c| VerifiedToken {
-        id: c.id.to_string(),
-        project: c.project.to_string(),
-        name: c.name.to_string(),
-        role: c.role.as_deref().map(str::to_string),
-        permissions: c.permissions.to_vec(),
-        resources: c.resources.clone(),
+    // Serialised from borrowed fields (the same JSON as `VerifyResponse`):
+    // this is the hot path, so no string is copied for the answer.
+    let token = cred.as_deref().map(|c| VerifiedRef {
+        id: &c.id,
+        project: &c.project,
+        name: &c.name,
+        role: c.role.as_deref(),
+        permissions: &c.permissions,
+        resources: &c.resources,
         expires_at: c.expires_at.map(to_time),
-        masked: c.masked.to_string(),
+        masked: &c.masked,
     });
-    let body = VerifyResponse {
+    let body = VerifyRef {
         valid: code == VerifyCode::Valid,
         code,
         token,
@@ -804,6 +806,30 @@ pub async fn verify(
             .insert(header::RETRY_AFTER, HeaderValue::from(secs));
     }
     Ok(res)
+}
+
+/// Borrowed twin of [`tokenops_types::VerifiedToken`].
+#[derive(serde::Serialize)]
+struct VerifiedRef<'a> {
+    id: &'a str,
+    project: &'a str,
+    name: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    role: Option<&'a str>,
+    permissions: &'a [String],
+    resources: &'a Resources,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    expires_at: Option<chrono::DateTime<Utc>>,
+    masked: &'a str,
+}
+
+/// Borrowed twin of [`VerifyResponse`].
+#[derive(serde::Serialize)]
+struct VerifyRef<'a> {
+    valid: bool,
+    code: VerifyCode,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    token: Option<VerifiedRef<'a>>,
 }
 
 /// Query of `GET /v1/audit`.

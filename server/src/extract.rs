@@ -122,9 +122,18 @@ impl<T: DeserializeOwned> FromRequest<AppState> for ApiJson<T> {
                 ApiError::malformed_json("could not read the request body")
             }
         })?;
-        let de = &mut serde_json::Deserializer::from_slice(&bytes);
-        let value = serde_path_to_error::deserialize(de).map_err(json_error)?;
-        Ok(ApiJson(value))
+        // The common case pays only for plain parsing; a failing body is parsed
+        // again with path tracking to name the field at fault.
+        match serde_json::from_slice(&bytes) {
+            Ok(value) => Ok(ApiJson(value)),
+            Err(_) => {
+                let de = &mut serde_json::Deserializer::from_slice(&bytes);
+                match serde_path_to_error::deserialize::<_, T>(de) {
+                    Ok(value) => Ok(ApiJson(value)),
+                    Err(e) => Err(json_error(e)),
+                }
+            }
+        }
     }
 }
 

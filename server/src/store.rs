@@ -200,7 +200,9 @@ impl Store {
         let mut opts = AnyPoolOptions::new()
             .acquire_timeout(Duration::from_secs(10))
             .max_connections(match engine {
-                Engine::Sqlite => 8,
+                // Writes are serialised anyway and verification is served from
+                // memory: a few connections keep SQLite's page caches small.
+                Engine::Sqlite => 4,
                 Engine::Postgres => 16,
             });
         if engine == Engine::Sqlite {
@@ -214,6 +216,7 @@ impl Store {
                     conn.execute(format!("PRAGMA synchronous = {sync}").as_str())
                         .await?;
                     conn.execute("PRAGMA busy_timeout = 10000").await?;
+                    conn.execute("PRAGMA cache_size = -1024").await?;
                     Ok(())
                 })
             });

@@ -197,7 +197,10 @@ pub struct CreateTokenRequest {
     pub resources: Option<Resources>,
     /// Go-style duration, e.g. `720h`; exclusive with `expires_at`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[cfg_attr(feature = "openapi", schema(pattern = r"^\+?(0|([0-9]+(\.[0-9]*)?|\.[0-9]+)(ns|us|µs|μs|ms|s|m|h|d))+$"))]
+    #[cfg_attr(
+        feature = "openapi",
+        schema(pattern = r"^\+?(0|([0-9]+(\.[0-9]*)?|\.[0-9]+)(ns|us|µs|μs|ms|s|m|h|d))+$")
+    )]
     pub lifetime: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expires_at: Option<DateTime<Utc>>,
@@ -257,13 +260,19 @@ pub struct UpdateTokenRequest {
 #[serde(deny_unknown_fields)]
 pub struct RegenerateRequest {
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[cfg_attr(feature = "openapi", schema(pattern = r"^\+?(0|([0-9]+(\.[0-9]*)?|\.[0-9]+)(ns|us|µs|μs|ms|s|m|h|d))+$"))]
+    #[cfg_attr(
+        feature = "openapi",
+        schema(pattern = r"^\+?(0|([0-9]+(\.[0-9]*)?|\.[0-9]+)(ns|us|µs|μs|ms|s|m|h|d))+$")
+    )]
     pub lifetime: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expires_at: Option<DateTime<Utc>>,
     /// How long the replaced value keeps verifying (Go-style duration); default none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[cfg_attr(feature = "openapi", schema(pattern = r"^\+?(0|([0-9]+(\.[0-9]*)?|\.[0-9]+)(ns|us|µs|μs|ms|s|m|h|d))+$"))]
+    #[cfg_attr(
+        feature = "openapi",
+        schema(pattern = r"^\+?(0|([0-9]+(\.[0-9]*)?|\.[0-9]+)(ns|us|µs|μs|ms|s|m|h|d))+$")
+    )]
     pub grace_period: Option<String>,
 }
 

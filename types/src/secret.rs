@@ -87,18 +87,40 @@ pub fn generate(prefix: &str) -> String {
 /// assert_eq!(check("tko_notatoken", "tko"), Err(FormatError::Shape));
 /// ```
 pub fn check(value: &str, expected_prefix: &str) -> Result<(), FormatError> {
-    let (prefix, rest) = value.split_once('_').ok_or(FormatError::Shape)?;
-    if rest.len() != RANDOM_LEN + CHECKSUM_LEN || !rest.bytes().all(|b| b.is_ascii_alphanumeric()) {
+    // This runs before any storage lookup on every presented value, so it
+    // works on bytes, decodes the checksum instead of re-encoding it, and
+    // allocates nothing.
+    let bytes = value.as_bytes();
+    let underscore = bytes
+        .iter()
+        .position(|&b| b == b'_')
+        .ok_or(FormatError::Shape)?;
+    let rest = &bytes[underscore + 1..];
+    if rest.len() != RANDOM_LEN + CHECKSUM_LEN
+        || !rest[..RANDOM_LEN].iter().all(u8::is_ascii_alphanumeric)
+    {
         return Err(FormatError::Shape);
     }
-    if prefix != expected_prefix {
+    let mut claimed: u64 = 0;
+    for &b in &rest[RANDOM_LEN..] {
+        claimed = claimed * 62 + u64::from(base62_digit(b).ok_or(FormatError::Shape)?);
+    }
+    if &bytes[..underscore] != expected_prefix.as_bytes() {
         return Err(FormatError::Prefix);
     }
-    let body_len = value.len() - CHECKSUM_LEN;
-    if checksum(&value[..body_len]).as_slice() != &value.as_bytes()[body_len..] {
+    if u64::from(crc32fast::hash(&bytes[..bytes.len() - CHECKSUM_LEN])) != claimed {
         return Err(FormatError::Checksum);
     }
     Ok(())
+}
+
+fn base62_digit(b: u8) -> Option<u8> {
+    match b {
+        b'0'..=b'9' => Some(b - b'0'),
+        b'A'..=b'Z' => Some(b - b'A' + 10),
+        b'a'..=b'z' => Some(b - b'a' + 36),
+        _ => None,
+    }
 }
 
 /// The only form of a value ever shown after creation: `tko_…a1B2` (prefix and
