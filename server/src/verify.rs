@@ -178,7 +178,9 @@ impl Verifier {
             .map(|e| e.0.clone());
         let cred = match cached {
             Some(c) => c,
-            None => match self.load(hash, now_us).await? {
+            // Boxed: the storage read is a large future, and inlining it would make
+            // every check, even a malformed one, carry (and move) its state.
+            None => match Box::pin(self.load(hash, now_us)).await? {
                 Some(c) => c,
                 None => return Ok(Checked::Invalid(VerifyCode::NotFound)),
             },
@@ -317,5 +319,21 @@ pub fn hash_value(key: Option<&str>, value: &str) -> Hash {
             mac.finalize().into_bytes().into()
         }
         None => Sha256::digest(value.as_bytes()).into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_check_future_stays_small() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("t.db").display().to_string();
+        let store = Store::connect(&db, crate::config::SqliteSync::Normal).await.unwrap();
+        let verifier = Verifier::new(store, Arc::new(Policy::default()));
+        let fut = verifier.check("tko_x", 0);
+        assert!(std::mem::size_of_val(&fut) <= 256, "check future is {} bytes", std::mem::size_of_val(&fut));
+        assert!(matches!(fut.await.unwrap(), Checked::Invalid(VerifyCode::Malformed)));
     }
 }
