@@ -330,10 +330,19 @@ mod tests {
     async fn a_check_future_stays_small() {
         let dir = tempfile::tempdir().unwrap();
         let db = dir.path().join("t.db").display().to_string();
-        let store = Store::connect(&db, crate::config::SqliteSync::Normal).await.unwrap();
+        let store = Store::connect(&db, crate::config::SqliteSync::Normal)
+            .await
+            .unwrap();
         let verifier = Verifier::new(store, Arc::new(Policy::default()));
         let fut = verifier.check("tko_x", 0);
-        assert!(std::mem::size_of_val(&fut) <= 256, "check future is {} bytes", std::mem::size_of_val(&fut));
-        assert!(matches!(fut.await.unwrap(), Checked::Invalid(VerifyCode::Malformed)));
+        assert!(
+            std::mem::size_of_val(&fut) <= 256,
+            "check future is {} bytes",
+            std::mem::size_of_val(&fut)
+        );
+        assert!(matches!(
+            fut.await.unwrap(),
+            Checked::Invalid(VerifyCode::Malformed)
+        ));
     }
 }
