@@ -127,7 +127,7 @@ pub struct Verifier {
     /// Hash → what it verifies as, and when that was read from storage (µs).
     /// A plain concurrent map: lookups take no lock but a shard read lock, and
     /// do no bookkeeping; expiry is checked on read and swept periodically.
-    cache: DashMap<Hash, (Arc<Credential>, i64)>,
+    cache: DashMap<Hash, (Arc<Credential>, i64), HashKeyed>,
     /// Token id → the (at most two) hashes cached for it, so a change can drop them.
     by_id: DashMap<Arc<str>, [Option<Hash>; 2]>,
     interner: Interner,
@@ -150,7 +150,7 @@ impl Verifier {
         Verifier {
             store,
             policy,
-            cache: DashMap::new(),
+            cache: DashMap::with_hasher(HashKeyed),
             by_id: DashMap::new(),
             interner: Interner::default(),
             epoch: AtomicU64::new(0),
@@ -308,6 +308,35 @@ impl Verifier {
     pub fn cached_entries(&self) -> u64 {
         self.cache.len() as u64
     }
+}
+
+/// The cache's keys are SHA-256 outputs: already uniform, so their first
+/// bytes are the table hash. Only values that verified against storage are
+/// inserted, so callers cannot choose keys to collide.
+#[derive(Clone, Copy, Default)]
+pub struct HashKeyed;
+
+impl std::hash::BuildHasher for HashKeyed {
+    type Hasher = FirstBytes;
+    fn build_hasher(&self) -> FirstBytes {
+        FirstBytes(0)
+    }
+}
+
+/// Hasher for [`HashKeyed`]: takes the first eight bytes written.
+#[derive(Default)]
+pub struct FirstBytes(u64);
+
+impl std::hash::Hasher for FirstBytes {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        if self.0 == 0 && bytes.len() >= 8 {
+            self.0 = u64::from_le_bytes(bytes[..8].try_into().expect("eight bytes"));
+        }
+    }
+    fn write_usize(&mut self, _: usize) {}
 }
 
 pub fn hash_value(key: Option<&str>, value: &str) -> Hash {
