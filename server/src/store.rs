@@ -707,21 +707,30 @@ impl Store {
         Ok(targets)
     }
 
-    /// Writes coalesced last-used times in one transaction.
+    /// Writes coalesced last-used times in one transaction, many tokens per
+    /// statement (`UPDATE … FROM (VALUES …)`, which SQLite ≥ 3.33 and
+    /// PostgreSQL both accept), never moving a time backwards.
     pub async fn flush_last_used(&self, entries: &[(String, i64)]) -> anyhow::Result<()> {
+        const ROWS_PER_STATEMENT: usize = 500;
         if entries.is_empty() {
             return Ok(());
         }
         let _turn = self.write_turn().await;
         let mut tx = self.begin().await?;
-        for (id, at) in entries {
-            sqlx::query(
-                "UPDATE tokens SET last_used_at = $1 WHERE id = $2 AND (last_used_at IS NULL OR last_used_at < $1)",
-            )
-            .bind(*at)
-            .bind(id)
-            .execute(&mut *tx)
-            .await?;
+        for chunk in entries.chunks(ROWS_PER_STATEMENT) {
+            let values: Vec<String> = (0..chunk.len())
+                .map(|i| format!("(${}, CAST(${} AS BIGINT))", 2 * i + 1, 2 * i + 2))
+                .collect();
+            let sql = format!(
+                "UPDATE tokens SET last_used_at = v.column2 FROM (VALUES {}) AS v \
+                 WHERE tokens.id = v.column1 AND (tokens.last_used_at IS NULL OR tokens.last_used_at < v.column2)",
+                values.join(", ")
+            );
+            let mut q = sqlx::query(&sql);
+            for (id, at) in chunk {
+                q = q.bind(id.as_str()).bind(*at);
+            }
+            q.execute(&mut *tx).await?;
         }
         tx.commit().await?;
         Ok(())

@@ -1001,3 +1001,38 @@ async fn a_policy_without_required_expiry_allows_eternal_tokens() {
             .is_none()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn last_used_flush_writes_many_tokens_and_never_goes_backwards() {
+    for backend in [Backend::Sqlite, Backend::Postgres] {
+        let Some(srv) = TestServer::start(backend, "").await else {
+            continue;
+        };
+        let store = &srv.state().store;
+        let api = Api::new(srv.url());
+        let owner = srv.owner_token();
+        let mut ids = vec![];
+        for i in 0..3 {
+            ids.push(
+                api.create_role(&owner, &format!("lu{i}"), "read-only")
+                    .await
+                    .0,
+            );
+        }
+        // 1,203 entries: more than one statement's worth, most for unknown ids
+        let mut batch: Vec<(String, i64)> =
+            (0..1200).map(|i| (format!("tok_missing{i}"), 5)).collect();
+        batch.extend(ids.iter().map(|id| (id.clone(), 2_000_000)));
+        store.flush_last_used(&batch).await.unwrap();
+        let older: Vec<(String, i64)> = ids.iter().map(|id| (id.clone(), 1_000_000)).collect();
+        store.flush_last_used(&older).await.unwrap();
+        for id in &ids {
+            let row = store.get("default", id).await.unwrap().unwrap();
+            assert_eq!(
+                row.last_used_at,
+                Some(2_000_000),
+                "{backend:?}: a later time is kept"
+            );
+        }
+    }
+}
