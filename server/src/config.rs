@@ -51,6 +51,9 @@ pub struct Policy {
     pub rate_limit: Option<RateLimit>,
     /// How often coalesced `last_used_at` updates are written.
     pub last_used_flush_interval: GoDuration,
+    /// Precision of `last_used_at`: a token's use is recorded at most once per
+    /// this period, so busy tokens cost no storage writes between records.
+    pub last_used_granularity: GoDuration,
     /// Largest accepted request body in bytes (larger → 413).
     pub max_body_bytes: usize,
     /// How many verified tokens the in-memory verification cache holds.
@@ -86,6 +89,7 @@ impl Default for Policy {
                 .to_vec(),
             rate_limit: None,
             last_used_flush_interval: GoDuration(Duration::from_secs(10)),
+            last_used_granularity: GoDuration(Duration::from_secs(60)),
             max_body_bytes: 64 * 1024,
             cache_capacity: 250_000,
             cache_ttl: GoDuration(Duration::from_secs(60)),

@@ -10,7 +10,7 @@
 //! bound if one is lost.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 
 use dashmap::DashMap;
 use governor::clock::{Clock, DefaultClock};
@@ -42,6 +42,8 @@ pub struct Credential {
     /// Set when this value is the previous one of a regenerated token: it
     /// verifies only until then.
     pub valid_until: Option<i64>,
+    /// When a use of this token was last recorded (µs), to record at most once per granularity.
+    last_recorded: AtomicI64,
 }
 
 /// Shares the strings many cached tokens have in common.
@@ -94,6 +96,7 @@ impl Credential {
             masked: row.masked.as_str().into(),
             expires_at: row.expires_at,
             revoked: row.revoked_at.is_some(),
+            last_recorded: AtomicI64::new(row.last_used_at.unwrap_or(i64::MIN / 2)),
             valid_until: if is_previous {
                 Some(row.prev_valid_until.unwrap_or(0))
             } else {
@@ -203,7 +206,12 @@ impl Verifier {
             let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
             return Ok(Checked::RateLimited(cred, secs.max(1)));
         }
-        self.last_used.insert(cred.id.clone(), now_us);
+        let granularity =
+            i64::try_from(self.policy.last_used_granularity.0.as_micros()).unwrap_or(i64::MAX);
+        if now_us - cred.last_recorded.load(Ordering::Relaxed) >= granularity {
+            cred.last_recorded.store(now_us, Ordering::Relaxed);
+            self.last_used.insert(cred.id.clone(), now_us);
+        }
         Ok(Checked::Valid(cred))
     }
 
