@@ -42,7 +42,8 @@ mod secret_util {
     }
 }
 
-fn new_token_id() -> String {
+/// A new public token id, `tok_` and 16 random base62 characters.
+pub fn new_token_id() -> String {
     let mut id = String::from("tok_");
     tokenops_types::secret::push_random_base62(&mut id, 16);
     id

@@ -221,11 +221,7 @@ pub async fn bootstrap(
     let now = store::now_us();
     let lifetime_us = i64::try_from(lifetime.as_micros())?;
     let row = TokenRow {
-        id: {
-            let mut id = String::from("tok_");
-            tokenops_types::secret::push_random_base62(&mut id, 16);
-            id
-        },
+        id: api::new_token_id(),
         project: opts.project.clone(),
         name: opts.name.clone(),
         description: Some("created by tokenops-server bootstrap".to_string()),
