@@ -33,27 +33,57 @@ use error::ApiError;
 pub use state::AppState;
 use store::{NewAudit, Store, TokenRow};
 
+/// Every route template the server serves (also the `route` label of its metrics).
+pub const ROUTES: [&str; 12] = [
+    "/v1/tokens",
+    "/v1/tokens/revoke",
+    "/v1/tokens/{id}",
+    "/v1/tokens/{id}/regenerate",
+    "/v1/tokens/{id}/revoke",
+    "/v1/whoami",
+    "/v1/verify",
+    "/v1/audit",
+    "/openapi.json",
+    "/healthz",
+    "/readyz",
+    "/metrics",
+];
+
 /// The HTTP application.
 pub fn app(state: AppState) -> Router {
     let limit = state.policy.max_body_bytes;
+    let [
+        tokens,
+        bulk_revoke,
+        token,
+        regenerate,
+        revoke,
+        whoami,
+        verify,
+        audit,
+        openapi_json,
+        healthz,
+        readyz,
+        metrics_route,
+    ] = ROUTES;
     Router::new()
-        .route("/v1/tokens", post(api::create_token).get(api::list_tokens))
-        .route("/v1/tokens/revoke", post(api::bulk_revoke))
+        .route(tokens, post(api::create_token).get(api::list_tokens))
+        .route(bulk_revoke, post(api::bulk_revoke))
         .route(
-            "/v1/tokens/{id}",
+            token,
             get(api::get_token)
                 .patch(api::update_token)
                 .delete(api::delete_token),
         )
-        .route("/v1/tokens/{id}/regenerate", post(api::regenerate_token))
-        .route("/v1/tokens/{id}/revoke", post(api::revoke_token))
-        .route("/v1/whoami", get(api::whoami))
-        .route("/v1/verify", post(api::verify))
-        .route("/v1/audit", get(api::audit_log))
-        .route("/openapi.json", get(openapi::serve_document))
-        .route("/healthz", get(api::healthz))
-        .route("/readyz", get(api::readyz))
-        .route("/metrics", get(api::metrics))
+        .route(regenerate, post(api::regenerate_token))
+        .route(revoke, post(api::revoke_token))
+        .route(whoami, get(api::whoami))
+        .route(verify, post(api::verify))
+        .route(audit, get(api::audit_log))
+        .route(openapi_json, get(openapi::serve_document))
+        .route(healthz, get(api::healthz))
+        .route(readyz, get(api::readyz))
+        .route(metrics_route, get(api::metrics))
         .fallback(|| async { ApiError::not_found("route") })
         .method_not_allowed_fallback(|| async {
             let mut e = ApiError::forbidden("method not allowed on this route");

@@ -31,13 +31,16 @@ pub type Hash = [u8; 32];
 pub struct Credential {
     pub id: Arc<str>,
     pub project: Arc<str>,
-    pub name: Box<str>,
     pub role: Option<Arc<str>>,
     /// Role bundle plus scopes (shared among tokens with the same role and no scopes).
     pub permissions: Arc<[String]>,
     pub resources: Resources,
-    pub masked: Box<str>,
     pub expires_at: Option<i64>,
+    /// The token as `POST /v1/verify` describes it (a `VerifiedToken` JSON
+    /// object), rendered once when the token is read from storage: the hot path
+    /// copies it instead of serialising the same fields on every request. It
+    /// also holds the name and masked value, which nothing else needs.
+    pub json: Box<str>,
     pub revoked: bool,
     /// Set when this value is the previous one of a regenerated token: it
     /// verifies only until then.
@@ -86,15 +89,27 @@ impl Credential {
         policy: &Policy,
         interner: &Interner,
     ) -> Credential {
+        let permissions = interner.permissions(policy, row.role.as_deref(), &row.scopes);
+        let json = serde_json::to_string(&VerifiedRef {
+            id: &row.id,
+            project: &row.project,
+            name: &row.name,
+            role: row.role.as_deref(),
+            permissions: &permissions,
+            resources: &row.resources,
+            expires_at: row.expires_at.map(crate::store::to_time),
+            masked: &row.masked,
+        })
+        .expect("a token serialises to JSON")
+        .into_boxed_str();
         Credential {
             id: row.id.as_str().into(),
             project: interner.string(&row.project),
-            name: row.name.as_str().into(),
             role: row.role.as_deref().map(|r| interner.string(r)),
-            permissions: interner.permissions(policy, row.role.as_deref(), &row.scopes),
+            permissions,
             resources: row.resources.clone(),
-            masked: row.masked.as_str().into(),
             expires_at: row.expires_at,
+            json,
             revoked: row.revoked_at.is_some(),
             last_recorded: AtomicI64::new(row.last_used_at.unwrap_or(i64::MIN / 2)),
             valid_until: if is_previous {
@@ -111,6 +126,21 @@ impl Credential {
             permission,
         )
     }
+}
+
+/// Borrowed twin of [`tokenops_types::VerifiedToken`]: the same JSON.
+#[derive(serde::Serialize)]
+struct VerifiedRef<'a> {
+    id: &'a str,
+    project: &'a str,
+    name: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    role: Option<&'a str>,
+    permissions: &'a [String],
+    resources: &'a Resources,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    expires_at: Option<chrono::DateTime<chrono::Utc>>,
+    masked: &'a str,
 }
 
 /// Outcome of checking a value.

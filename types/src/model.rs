@@ -335,6 +335,21 @@ pub enum VerifyCode {
     RateLimited,
 }
 
+impl VerifyCode {
+    /// The code as it appears on the wire (e.g. `NOT_FOUND`).
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            VerifyCode::Valid => "VALID",
+            VerifyCode::Malformed => "MALFORMED",
+            VerifyCode::NotFound => "NOT_FOUND",
+            VerifyCode::Expired => "EXPIRED",
+            VerifyCode::Revoked => "REVOKED",
+            VerifyCode::InsufficientPermissions => "INSUFFICIENT_PERMISSIONS",
+            VerifyCode::RateLimited => "RATE_LIMITED",
+        }
+    }
+}
+
 /// What a successful verification tells about the token (never its value).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
@@ -474,5 +489,24 @@ mod tests {
         assert!(parse_selector("a=b,c").is_err());
         assert!(parse_selector("bad key=x").is_err());
         assert_eq!(parse_selector("a=").unwrap(), vec![("a".into(), "".into())]);
+    }
+
+    #[test]
+    fn verify_codes_spell_as_serde_does() {
+        use VerifyCode::*;
+        for code in [
+            Valid,
+            Malformed,
+            NotFound,
+            Expired,
+            Revoked,
+            InsufficientPermissions,
+            RateLimited,
+        ] {
+            assert_eq!(
+                serde_json::to_value(code).unwrap(),
+                serde_json::Value::from(code.as_str())
+            );
+        }
     }
 }
