@@ -57,6 +57,8 @@ pub struct Context {
     pub metrics: Arc<Metrics>,
     /// How long after a deletion request a transient revoke failure is retried.
     pub cleanup_timeout: Duration,
+    /// Back-off of a failing `ApiToken`.
+    pub backoff: crate::error::Backoff,
     failures: Mutex<HashMap<String, u32>>,
 }
 
@@ -76,6 +78,7 @@ impl Context {
             hasher,
             metrics,
             cleanup_timeout,
+            backoff: crate::error::Backoff::default(),
             failures: Mutex::new(HashMap::new()),
         }
     }
@@ -255,7 +258,7 @@ pub fn error_policy(tok: Arc<ApiToken>, err: &Error, ctx: Arc<Context>) -> Actio
     ctx.metrics.failed("ApiToken", err.metric_label());
     let mut failures = ctx.failures.lock().unwrap_or_else(|e| e.into_inner());
     let n = failures.entry(Context::failure_key(&tok)).or_insert(0);
-    let delay = crate::error::backoff(*n);
+    let delay = ctx.backoff.delay(*n);
     *n = n.saturating_add(1);
     tracing::warn!(apitoken = %Context::failure_key(&tok), error = %err, retry_in = ?delay, "reconcile failed");
     Action::requeue(delay)
