@@ -642,10 +642,17 @@ fn schedule_revocation(
         .grace_period
         .and_then(|g| chrono::TimeDelta::from_std(g).ok())
         .unwrap_or_default();
+    // Rounded up to the second: the status has second precision, and the
+    // grace period must never come out shorter than asked.
+    let at = Utc::now() + grace;
+    let revoke_at = match at.trunc_subsecs(0) {
+        whole if whole == at => whole,
+        whole => whole + chrono::TimeDelta::seconds(1),
+    };
     pending.push(PendingRevocation {
         token_id: token_id.to_string(),
         backend: backend.to_string(),
-        revoke_at: (Utc::now() + grace).trunc_subsecs(0),
+        revoke_at,
     });
 }
 

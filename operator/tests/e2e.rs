@@ -7,6 +7,14 @@ mod support;
 
 #[path = "e2e/crash.rs"]
 mod crash;
+#[path = "e2e/credentials.rs"]
+mod credentials;
+#[path = "e2e/drift.rs"]
+mod drift;
+#[path = "e2e/grace.rs"]
+mod grace;
+#[path = "e2e/restart.rs"]
+mod restart;
 
 use std::time::Duration;
 
