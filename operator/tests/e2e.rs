@@ -13,6 +13,8 @@ mod credentials;
 mod drift;
 #[path = "e2e/grace.rs"]
 mod grace;
+#[path = "e2e/replicas.rs"]
+mod replicas;
 #[path = "e2e/restart.rs"]
 mod restart;
 
