@@ -642,11 +642,12 @@ fn schedule_revocation(
         .grace_period
         .and_then(|g| chrono::TimeDelta::from_std(g).ok())
         .unwrap_or_default();
-    // Rounded up to the second: the status has second precision, and the
-    // grace period must never come out shorter than asked.
+    // Rounded up to the second, so the grace period never comes out shorter
+    // than asked when the time is shown or compared at second precision.
+    // Without a grace period the revocation is due at once (this very reconcile).
     let at = Utc::now() + grace;
     let revoke_at = match at.trunc_subsecs(0) {
-        whole if whole == at => whole,
+        whole if whole == at || grace.is_zero() => at,
         whole => whole + chrono::TimeDelta::seconds(1),
     };
     pending.push(PendingRevocation {
