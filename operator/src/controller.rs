@@ -22,6 +22,7 @@ use futures::StreamExt;
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, StatefulSet};
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Patch, PatchParams};
+use kube::core::PartialObjectMeta;
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::finalizer::{Event as Finalizer, finalizer};
@@ -35,7 +36,7 @@ use tokenops_client::{CreateTokenRequest, Labels, Token, TokenStatus};
 use crate::backend::{self, Backend, BackendLocation};
 use crate::crd::{
     ApiToken, ApiTokenStatus, BackendKind, ClusterTokenBackend, Condition, ConditionStatus,
-    DeletionPolicy, RestartKind, TokenBackend, set_condition,
+    DeletionPolicy, PendingRevocation, RestartKind, TokenBackend, set_condition,
 };
 use crate::decide::{
     self, Action as Step, BlockReason, Decision, Desired, IssueReason, Recorded, ReplaceReason,
@@ -56,6 +57,8 @@ pub struct Context {
     pub metrics: Arc<Metrics>,
     /// How long after a deletion request a transient revoke failure is retried.
     pub cleanup_timeout: Duration,
+    /// Back-off of a failing `ApiToken`.
+    pub backoff: crate::error::Backoff,
     failures: Mutex<HashMap<String, u32>>,
 }
 
@@ -75,6 +78,7 @@ impl Context {
             hasher,
             metrics,
             cleanup_timeout,
+            backoff: crate::error::Backoff::default(),
             failures: Mutex::new(HashMap::new()),
         }
     }
@@ -101,15 +105,30 @@ impl Context {
     }
 }
 
-/// Watches `ApiToken`s (in all namespaces, or in one) and the Secrets they own,
-/// and reconciles until the stream ends (shutdown signal).
+/// Which Secret each backend object authenticates with, keyed by
+/// (kind, namespace, name) of the backend. Filled as backend events arrive,
+/// read when a Secret changes.
+type CredentialRefs = Arc<Mutex<HashMap<(BackendKind, String, String), (String, String)>>>;
+
+/// Watches `ApiToken`s (in all namespaces, or in one), the Secrets they own,
+/// their backends and the backends' credentials Secrets, and reconciles until
+/// the stream ends (shutdown signal).
 pub async fn run(ctx: Arc<Context>, namespace: Option<&str>) {
-    let (tokens, secrets): (Api<ApiToken>, Api<Secret>) = match namespace {
+    let (tokens, secrets, credentials): (
+        Api<ApiToken>,
+        Api<Secret>,
+        Api<PartialObjectMeta<Secret>>,
+    ) = match namespace {
         Some(ns) => (
             Api::namespaced(ctx.client.clone(), ns),
             Api::namespaced(ctx.client.clone(), ns),
+            Api::namespaced(ctx.client.clone(), ns),
         ),
-        None => (Api::all(ctx.client.clone()), Api::all(ctx.client.clone())),
+        None => (
+            Api::all(ctx.client.clone()),
+            Api::all(ctx.client.clone()),
+            Api::all(ctx.client.clone()),
+        ),
     };
     let (backends, cluster_backends): (Api<TokenBackend>, Api<ClusterTokenBackend>) =
         match namespace {
@@ -122,7 +141,7 @@ pub async fn run(ctx: Arc<Context>, namespace: Option<&str>) {
     let owned = watcher::Config::default().labels(&format!("{K8S_MANAGED_BY}={MANAGED_BY_VALUE}"));
     let controller = Controller::new(tokens, watcher::Config::default().any_semantic());
     // A backend that appears or changes wakes the ApiTokens that use it at once
-    // (instead of at their next back-off).
+    // (instead of at their next back-off); so does its credentials Secret.
     let store = controller.store();
     let users = move |kind: BackendKind, namespace: Option<String>, name: String| {
         store
@@ -136,19 +155,62 @@ pub async fn run(ctx: Arc<Context>, namespace: Option<&str>) {
             .map(|t| ObjectRef::from_obj(&**t))
             .collect::<Vec<_>>()
     };
-    let users_ns = users.clone();
+    let refs = CredentialRefs::default();
+    let (users_ns, users_secret) = (users.clone(), users.clone());
+    let (refs_ns, refs_cluster, refs_secret) = (refs.clone(), refs.clone(), refs);
     controller
         .owns(secrets, owned)
         .watches(
             backends,
             watcher::Config::default(),
-            move |b: TokenBackend| users_ns(BackendKind::TokenBackend, b.namespace(), b.name_any()),
+            move |b: TokenBackend| {
+                let ns = b.namespace().unwrap_or_default();
+                refs_ns.lock().unwrap_or_else(|e| e.into_inner()).insert(
+                    (BackendKind::TokenBackend, ns.clone(), b.name_any()),
+                    (ns.clone(), b.spec.credentials_secret_ref.name.clone()),
+                );
+                users_ns(BackendKind::TokenBackend, Some(ns), b.name_any())
+            },
         )
         .watches(
             cluster_backends,
             watcher::Config::default(),
             move |b: ClusterTokenBackend| {
+                let r = &b.spec.credentials_secret_ref;
+                refs_cluster
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .insert(
+                        (
+                            BackendKind::ClusterTokenBackend,
+                            String::new(),
+                            b.name_any(),
+                        ),
+                        (r.namespace.clone(), r.name.clone()),
+                    );
                 users(BackendKind::ClusterTokenBackend, None, b.name_any())
+            },
+        )
+        // Only metadata is kept in memory; the values of Secrets are not read here.
+        .watches(
+            credentials,
+            watcher::Config::default(),
+            move |s: PartialObjectMeta<Secret>| {
+                let key = (s.namespace().unwrap_or_default(), s.name_any());
+                let using: Vec<_> = refs_secret
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .iter()
+                    .filter(|(_, secret)| **secret == key)
+                    .map(|(backend, _)| backend.clone())
+                    .collect();
+                using
+                    .into_iter()
+                    .flat_map(|(kind, ns, name)| {
+                        let ns = (kind == BackendKind::TokenBackend).then_some(ns);
+                        users_secret(kind, ns, name)
+                    })
+                    .collect::<Vec<_>>()
             },
         )
         .shutdown_on_signal()
@@ -196,7 +258,7 @@ pub fn error_policy(tok: Arc<ApiToken>, err: &Error, ctx: Arc<Context>) -> Actio
     ctx.metrics.failed("ApiToken", err.metric_label());
     let mut failures = ctx.failures.lock().unwrap_or_else(|e| e.into_inner());
     let n = failures.entry(Context::failure_key(&tok)).or_insert(0);
-    let delay = crate::error::backoff(*n);
+    let delay = ctx.backoff.delay(*n);
     *n = n.saturating_add(1);
     tracing::warn!(apitoken = %Context::failure_key(&tok), error = %err, retry_in = ?delay, "reconcile failed");
     Action::requeue(delay)
@@ -248,13 +310,27 @@ async fn apply_steps(tok: &ApiToken, ctx: &Context) -> Result<Action> {
     let desired = crate::desired::desired(tok, &backend.id, backend.project.as_deref())
         .map_err(Error::InvalidSpec)?;
     // observe
-    let recorded = Recorded {
+    let mut recorded = Recorded {
         token_id: prev.token_id.clone(),
         backend: prev.backend.clone(),
         last_rotate_request: prev.last_rotate_request.clone(),
     };
+    let mut pending = prev.pending_revocations.clone();
     let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &ns);
     let mut found = secrets.get_opt(&tok.secret_name()).await?;
+    // A reconcile that stopped after writing the Secret and before the status
+    // left the Secret as the only record of the current token: adopt it.
+    if let Some(adopted) = adopt_from_secret(tok, ctx, &backend, found.as_ref(), &recorded).await? {
+        let note = format!(
+            "Adopted token {adopted} from Secret {}: an earlier reconcile delivered it but did not record it",
+            tok.secret_name()
+        );
+        if let Some(old) = recorded.token_id.replace(adopted) {
+            schedule_revocation(&mut pending, &old, &backend.id, &desired);
+        }
+        recorded.backend = Some(backend.id.clone());
+        ctx.event(tok, EventType::Normal, "Adopted", note).await;
+    }
     let mut secret_state = secret::observe(
         found.as_ref(),
         tok,
@@ -268,6 +344,7 @@ async fn apply_steps(tok: &ApiToken, ctx: &Context) -> Result<Action> {
         && let Some(old_secret) = secrets.get_opt(old).await?
         && let SecretState::Present {
             value_matches: true,
+            generation,
             ..
         } = secret::observe(
             Some(&old_secret),
@@ -279,6 +356,7 @@ async fn apply_steps(tok: &ApiToken, ctx: &Context) -> Result<Action> {
         secret_state = SecretState::Present {
             value_matches: true,
             up_to_date: false,
+            generation,
         };
         found = Some(old_secret);
     }
@@ -302,25 +380,42 @@ async fn apply_steps(tok: &ApiToken, ctx: &Context) -> Result<Action> {
     // act
     let current = match step.clone() {
         Step::Issue(reason) => {
-            let t = issue(tok, ctx, &backend, &desired).await?;
-            sweep_orphans(tok, ctx, &backend, &t.id).await;
+            let mut avoid: Vec<&str> = pending.iter().map(|p| p.token_id.as_str()).collect();
+            avoid.extend(recorded.token_id.as_deref());
+            let t = issue(tok, ctx, &backend, &desired, &avoid).await?;
+            sweep_orphans(tok, ctx, &backend, &t.id, &pending).await;
             ctx.metrics.issued("issue", &format!("{reason:?}"));
             let note = format!("Issued token {} ({}), {}", t.id, t.masked, expiry_note(&t));
             ctx.event(tok, EventType::Normal, "Issued", note).await;
             if reason != IssueReason::New {
-                restart_targets(tok, ctx).await;
+                restart_targets(tok, ctx, &t).await;
             }
             Some(t)
         }
         Step::Replace(reason) => {
-            let t = issue(tok, ctx, &backend, &desired).await?;
-            match reason {
-                ReplaceReason::PermissionsChanged => sweep_orphans(tok, ctx, &backend, &t.id).await,
-                ReplaceReason::BackendChanged => revoke_on_old_backend(tok, ctx, &prev).await,
+            let mut avoid: Vec<&str> = pending.iter().map(|p| p.token_id.as_str()).collect();
+            avoid.extend(recorded.token_id.as_deref());
+            let t = issue(tok, ctx, &backend, &desired, &avoid).await?;
+            // The previous token keeps working for the grace period; the
+            // revocation is recorded in the status so a restart keeps it.
+            let old_backend = match reason {
+                ReplaceReason::PermissionsChanged => Some(backend.id.clone()),
+                ReplaceReason::BackendChanged => prev.backend.clone(),
+            };
+            if let (Some(old), Some(at)) = (&recorded.token_id, &old_backend) {
+                schedule_revocation(&mut pending, old, at, &desired);
             }
+            sweep_orphans(tok, ctx, &backend, &t.id, &pending).await;
             ctx.metrics.issued("replace", &format!("{reason:?}"));
+            let grace = match desired.grace_period.filter(|g| !g.is_zero()) {
+                Some(g) => format!(
+                    "; the previous token keeps working for {}",
+                    tokenops_client::format_duration(g)
+                ),
+                None => String::new(),
+            };
             let note = format!(
-                "Replaced token {} by {} ({}) because {}",
+                "Replaced token {} by {} ({}) because {}{grace}",
                 prev.token_id.as_deref().unwrap_or("-"),
                 t.id,
                 t.masked,
@@ -331,7 +426,7 @@ async fn apply_steps(tok: &ApiToken, ctx: &Context) -> Result<Action> {
                 }
             );
             ctx.event(tok, EventType::Normal, "Replaced", note).await;
-            restart_targets(tok, ctx).await;
+            restart_targets(tok, ctx, &t).await;
             Some(t)
         }
         Step::Rotate(reason) => {
@@ -355,7 +450,7 @@ async fn apply_steps(tok: &ApiToken, ctx: &Context) -> Result<Action> {
             write_secret(
                 tok,
                 ctx,
-                &created.token.id,
+                held(&created.token),
                 created.secret.expose_secret().as_bytes(),
             )
             .await?;
@@ -368,13 +463,14 @@ async fn apply_steps(tok: &ApiToken, ctx: &Context) -> Result<Action> {
                 expiry_note(&created.token)
             );
             let type_ = match reason {
-                RotateReason::SecretTampered | RotateReason::SecretLost | RotateReason::Expired => {
-                    EventType::Warning
-                }
+                RotateReason::SecretTampered
+                | RotateReason::SecretLost
+                | RotateReason::SecretStale
+                | RotateReason::Expired => EventType::Warning,
                 _ => EventType::Normal,
             };
             ctx.event(tok, type_, "Rotated", note).await;
-            restart_targets(tok, ctx).await;
+            restart_targets(tok, ctx, &created.token).await;
             Some(created.token)
         }
         Step::EditInPlace(edit) => {
@@ -402,16 +498,13 @@ async fn apply_steps(tok: &ApiToken, ctx: &Context) -> Result<Action> {
             Some(t)
         }
         Step::RepairSecret => {
-            let id = recorded
-                .token_id
-                .clone()
-                .ok_or(Error::MissingField("status.tokenId"))?;
+            let t = found_token(token).ok_or(Error::MissingField("status.tokenId"))?;
             let value = found
                 .as_ref()
                 .and_then(|s| secret::value(s, tok))
                 .ok_or(Error::MissingField("Secret value"))?
                 .to_vec();
-            write_secret(tok, ctx, &id, &value).await?;
+            write_secret(tok, ctx, held(&t), &value).await?;
             if let Some(old) = &old_name {
                 delete_old_secret(tok, ctx, old).await;
             }
@@ -425,7 +518,7 @@ async fn apply_steps(tok: &ApiToken, ctx: &Context) -> Result<Action> {
                 ),
             )
             .await;
-            found_token(token)
+            Some(t)
         }
         Step::Blocked(reason) => {
             let (reason, message) = match reason {
@@ -462,6 +555,9 @@ async fn apply_steps(tok: &ApiToken, ctx: &Context) -> Result<Action> {
         Step::Nothing => found_token(token),
     };
 
+    // revoke what the grace period no longer covers
+    let revoke_requeue = revoke_due(tok, ctx, &mut pending, Utc::now()).await;
+
     // record
     let requeue = match &current {
         Some(t) if step.issues_value() => {
@@ -469,8 +565,13 @@ async fn apply_steps(tok: &ApiToken, ctx: &Context) -> Result<Action> {
         }
         _ => requeue_after,
     };
+    let requeue = match (requeue, revoke_requeue) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    };
     if let Some(t) = &current {
-        let status = status_for(tok, &prev, t, &desired, step.issues_value());
+        let mut status = status_for(tok, &prev, t, &desired, step.issues_value());
+        status.pending_revocations = pending;
         write_status(tok, ctx, &status).await?;
         ctx.metrics
             .set_expiry(&ns, &tok.name_any(), t.expires_at.map(|e| e.timestamp()));
@@ -479,6 +580,128 @@ async fn apply_steps(tok: &ApiToken, ctx: &Context) -> Result<Action> {
         Some(d) => Action::requeue(d),
         None => Action::await_change(),
     })
+}
+
+/// What a Secret holding `t`'s current value records about it.
+fn held(t: &Token) -> secret::Held<'_> {
+    secret::Held {
+        token_id: &t.id,
+        generation: t.generation,
+    }
+}
+
+/// The token the Secret holds an intact value of, when the status does not
+/// record it (yet) and the backend still has it active for this `ApiToken`.
+async fn adopt_from_secret(
+    tok: &ApiToken,
+    ctx: &Context,
+    backend: &Backend,
+    found: Option<&Secret>,
+    recorded: &Recorded,
+) -> Result<Option<String>> {
+    let Some(id) = found.and_then(secret::token_id) else {
+        return Ok(None);
+    };
+    if recorded.token_id.as_deref() == Some(id)
+        || recorded.backend.as_deref().is_some_and(|b| b != backend.id)
+        || !matches!(
+            secret::observe(found, tok, Some(id), &ctx.hasher),
+            SecretState::Present {
+                value_matches: true,
+                ..
+            }
+        )
+    {
+        return Ok(None);
+    }
+    match backend.client.get_token(id).await {
+        Ok(t)
+            if decide::owned_by(&t, &tok.uid().unwrap_or_default())
+                && t.status == TokenStatus::Active =>
+        {
+            Ok(Some(t.id))
+        }
+        Ok(_) => Ok(None),
+        Err(e) if e.is_not_found() => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Records that `token_id` on `backend` is to be revoked when the grace period
+/// (from now) is over; at once without one.
+fn schedule_revocation(
+    pending: &mut Vec<PendingRevocation>,
+    token_id: &str,
+    backend: &str,
+    desired: &Desired,
+) {
+    if pending.iter().any(|p| p.token_id == token_id) {
+        return;
+    }
+    let grace = desired
+        .grace_period
+        .and_then(|g| chrono::TimeDelta::from_std(g).ok())
+        .unwrap_or_default();
+    // Rounded up to the second, so the grace period never comes out shorter
+    // than asked when the time is shown or compared at second precision.
+    // Without a grace period the revocation is due at once (this very reconcile).
+    let at = Utc::now() + grace;
+    let revoke_at = match at.trunc_subsecs(0) {
+        whole if whole == at || grace.is_zero() => at,
+        whole => whole + chrono::TimeDelta::seconds(1),
+    };
+    pending.push(PendingRevocation {
+        token_id: token_id.to_string(),
+        backend: backend.to_string(),
+        revoke_at,
+    });
+}
+
+/// How long a revocation that failed for a transient reason waits before the next try.
+const REVOKE_RETRY: Duration = Duration::from_secs(30);
+
+/// Revokes the pending tokens whose grace period is over; returns when to
+/// look again for the rest.
+async fn revoke_due(
+    tok: &ApiToken,
+    ctx: &Context,
+    pending: &mut Vec<PendingRevocation>,
+    now: DateTime<Utc>,
+) -> Option<Duration> {
+    let mut next: Option<Duration> = None;
+    let mut soonest = |d: Duration| next = Some(next.map_or(d, |n| n.min(d)));
+    let mut keep = Vec::new();
+    for p in pending.drain(..) {
+        if p.revoke_at > now {
+            soonest(decide::until(now, p.revoke_at));
+            keep.push(p);
+            continue;
+        }
+        let Some(loc) = BackendLocation::parse(&p.backend) else {
+            continue;
+        };
+        match revoke_one(tok, ctx, &loc, &p.token_id).await {
+            Ok(note) => {
+                ctx.event(tok, EventType::Normal, "Revoked", note).await;
+            }
+            Err(e) if e.is_transient() => {
+                tracing::warn!(token = %p.token_id, error = %e, "revoking a replaced token");
+                soonest(REVOKE_RETRY);
+                keep.push(p);
+            }
+            Err(e) => {
+                ctx.event(
+                    tok,
+                    EventType::Warning,
+                    "RevokeFailed",
+                    format!("Could not revoke replaced token {}: {e}", p.token_id),
+                )
+                .await;
+            }
+        }
+    }
+    *pending = keep;
+    next
 }
 
 fn found_token(token: TokenState) -> Option<Token> {
@@ -495,6 +718,9 @@ fn rotate_reason_text(reason: RotateReason) -> &'static str {
         RotateReason::Expired => "the token had expired",
         RotateReason::SecretLost => "the Secret was deleted and the value cannot be recovered",
         RotateReason::SecretTampered => "the Secret's value was changed outside the operator",
+        RotateReason::SecretStale => {
+            "an earlier rotation stopped before its value reached the Secret"
+        }
         RotateReason::LifetimeChanged => "spec.lifetime changed",
     }
 }
@@ -526,44 +752,98 @@ fn owner_selector(tok: &ApiToken) -> String {
     )
 }
 
-/// Creates a token for `desired` and writes its value into the Secret.
+/// The active tokens of this `ApiToken` on `backend`.
+async fn owned_tokens(tok: &ApiToken, backend: &Backend) -> Result<Vec<Token>> {
+    let uid = tok.uid().unwrap_or_default();
+    let list = backend
+        .client
+        .list_tokens()
+        .selector(owner_selector(tok))
+        .status(TokenStatus::Active);
+    Ok(list
+        .all()
+        .await?
+        .into_iter()
+        .filter(|t| decide::owned_by(t, &uid))
+        .collect())
+}
+
+/// Delivers a token for `desired` into the Secret. A token of this `ApiToken`
+/// that an earlier reconcile created but never delivered (it stopped before the
+/// Secret write) is reused with a new value, since its value is lost; otherwise
+/// a new token is created. Tokens in `avoid` (the recorded and the pending
+/// ones) are never reused.
 async fn issue(
     tok: &ApiToken,
     ctx: &Context,
     backend: &Backend,
     desired: &Desired,
+    avoid: &[&str],
 ) -> Result<Token> {
-    let request = CreateTokenRequest {
-        name: desired.name.clone(),
-        description: desired.description.clone(),
-        project: desired.project.clone(),
-        role: desired.role.clone(),
-        scopes: (!desired.scopes.is_empty()).then(|| desired.scopes.clone()),
-        resources: Some(desired.resources.clone()),
-        lifetime: desired.lifetime.map(tokenops_client::format_duration),
-        expires_at: None,
-        labels: Some(owner_labels(tok)),
+    let now = Utc::now();
+    let undelivered = owned_tokens(tok, backend)
+        .await?
+        .into_iter()
+        .filter(|t| {
+            !avoid.contains(&t.id.as_str())
+                && t.expires_at.is_none_or(|e| e > now)
+                && decide::permissions_match(desired, t)
+        })
+        .max_by_key(|t| t.created_at);
+    let created = match undelivered {
+        Some(t) => {
+            let mut call = backend.client.regenerate_token(&t.id);
+            if let Some(l) = desired.lifetime {
+                call = call.lifetime(l);
+            }
+            let created = call.await?;
+            ctx.event(
+                tok,
+                EventType::Normal,
+                "Adopted",
+                format!(
+                    "Reused token {} that an interrupted reconcile created but never delivered; its value was regenerated",
+                    t.id
+                ),
+            )
+            .await;
+            created
+        }
+        None => {
+            let request = CreateTokenRequest {
+                name: desired.name.clone(),
+                description: desired.description.clone(),
+                project: desired.project.clone(),
+                role: desired.role.clone(),
+                scopes: (!desired.scopes.is_empty()).then(|| desired.scopes.clone()),
+                resources: Some(desired.resources.clone()),
+                lifetime: desired.lifetime.map(tokenops_client::format_duration),
+                expires_at: None,
+                labels: Some(owner_labels(tok)),
+            };
+            backend.client.create_token_from(request).await?
+        }
     };
-    let created = backend.client.create_token_from(request).await?;
     write_secret(
         tok,
         ctx,
-        &created.token.id,
+        held(&created.token),
         created.secret.expose_secret().as_bytes(),
     )
     .await?;
     Ok(created.token)
 }
 
-/// Revokes tokens of this `ApiToken` other than `keep` (left over from a replace,
-/// or from an issue whose status write was lost).
-async fn sweep_orphans(tok: &ApiToken, ctx: &Context, backend: &Backend, keep: &str) {
-    let list = backend
-        .client
-        .list_tokens()
-        .selector(owner_selector(tok))
-        .status(TokenStatus::Active);
-    let tokens = match list.all().await {
+/// Revokes active tokens of this `ApiToken` other than `keep` and those still
+/// in their grace period (left over from an interrupted reconcile).
+async fn sweep_orphans(
+    tok: &ApiToken,
+    ctx: &Context,
+    backend: &Backend,
+    keep: &str,
+    pending: &[PendingRevocation],
+) {
+    let tokens = match owned_tokens(tok, backend).await {
         Ok(t) => t,
         Err(e) => {
             tracing::warn!(error = %e, "listing old tokens to revoke");
@@ -572,7 +852,7 @@ async fn sweep_orphans(tok: &ApiToken, ctx: &Context, backend: &Backend, keep: &
     };
     for t in tokens
         .into_iter()
-        .filter(|t| t.id != keep && decide::owned_by(t, &tok.uid().unwrap_or_default()))
+        .filter(|t| t.id != keep && !pending.iter().any(|p| p.token_id == t.id))
     {
         match backend.client.revoke_token(&t.id).await {
             Ok(_) => {
@@ -580,7 +860,7 @@ async fn sweep_orphans(tok: &ApiToken, ctx: &Context, backend: &Backend, keep: &
                     tok,
                     EventType::Normal,
                     "Revoked",
-                    format!("Revoked previous token {}", t.id),
+                    format!("Revoked left-over token {}", t.id),
                 )
                 .await
             }
@@ -589,30 +869,14 @@ async fn sweep_orphans(tok: &ApiToken, ctx: &Context, backend: &Backend, keep: &
     }
 }
 
-async fn revoke_on_old_backend(tok: &ApiToken, ctx: &Context, prev: &ApiTokenStatus) {
-    let (Some(id), Some(loc)) = (
-        prev.token_id.as_deref(),
-        prev.backend.as_deref().and_then(BackendLocation::parse),
-    ) else {
-        return;
-    };
-    if let Err(e) = revoke_owned(tok, ctx, &loc, id).await {
-        ctx.event(
-            tok,
-            EventType::Warning,
-            "RevokeFailed",
-            format!(
-                "Could not revoke token {id} on the previous backend {}: {e}",
-                loc.id()
-            ),
-        )
-        .await;
-    }
-}
-
 /// Writes the Secret by server-side apply (fields no longer rendered go away).
-async fn write_secret(tok: &ApiToken, ctx: &Context, token_id: &str, value: &[u8]) -> Result<()> {
-    let secret = secret::render(tok, token_id, value, &ctx.hasher);
+async fn write_secret(
+    tok: &ApiToken,
+    ctx: &Context,
+    held: secret::Held<'_>,
+    value: &[u8],
+) -> Result<()> {
+    let secret = secret::render(tok, held, value, &ctx.hasher);
     let api: Api<Secret> =
         Api::namespaced(ctx.client.clone(), &tok.namespace().unwrap_or_default());
     let mut patch = serde_json::to_value(&secret).map_err(|_| Error::MissingField("Secret"))?;
@@ -662,6 +926,7 @@ pub fn status_for(
             prev.last_rotate_request.clone()
         },
         observed_generation: tok.metadata.generation,
+        pending_revocations: prev.pending_revocations.clone(),
         conditions: prev.conditions.clone(),
     };
     let message = match renewal {
@@ -715,10 +980,18 @@ async fn write_status(tok: &ApiToken, ctx: &Context, status: &ApiTokenStatus) ->
 }
 
 /// Rolls the workloads named in `spec.restartTargets` (like `kubectl rollout restart`).
-async fn restart_targets(tok: &ApiToken, ctx: &Context) {
+///
+/// The annotation's value is the time the new value was issued, not the time
+/// of the patch: patching again for the same value (a retried reconcile, or
+/// several `ApiToken`s rotated together) changes nothing, so each value
+/// restarts each workload at most once.
+async fn restart_targets(tok: &ApiToken, ctx: &Context, issued: &Token) {
     let ns = tok.namespace().unwrap_or_default();
-    let now = Utc::now().trunc_subsecs(0).to_rfc3339();
-    let patch = json!({"spec": {"template": {"metadata": {"annotations": {ANNOTATION_RESTARTED_AT: now}}}}});
+    let at = tokenops_client::rotation::issued_at(issued)
+        .trunc_subsecs(0)
+        .to_rfc3339();
+    let patch =
+        json!({"spec": {"template": {"metadata": {"annotations": {ANNOTATION_RESTARTED_AT: at}}}}});
     let params = PatchParams::default();
     for target in &tok.spec.restart_targets {
         let c = ctx.client.clone();
@@ -767,6 +1040,16 @@ pub async fn cleanup(tok: &ApiToken, ctx: &Context) -> Result<Action> {
     ctx.metrics
         .set_expiry(&tok.namespace().unwrap_or_default(), &tok.name_any(), None);
     let status = tok.status.clone().unwrap_or_default();
+    if tok.spec.deletion_policy == DeletionPolicy::Revoke {
+        // Replaced tokens in their grace period go with the ApiToken (best effort).
+        for p in &status.pending_revocations {
+            if let Some(loc) = BackendLocation::parse(&p.backend)
+                && let Err(e) = revoke_one(tok, ctx, &loc, &p.token_id).await
+            {
+                tracing::warn!(token = %p.token_id, error = %e, "revoking a replaced token");
+            }
+        }
+    }
     let Some(id) = status.token_id.clone() else {
         return Ok(Action::await_change());
     };
@@ -824,9 +1107,23 @@ async fn revoke_owned(
     loc: &BackendLocation,
     id: &str,
 ) -> Result<String> {
+    let note = revoke_one(tok, ctx, loc, id).await?;
+    let backend = backend::resolve(&ctx.client, loc).await?;
+    sweep_orphans(tok, ctx, &backend, id, &[]).await;
+    Ok(note)
+}
+
+/// Revokes token `id` on the backend at `loc` if it carries this `ApiToken`'s
+/// ownership labels; says what happened.
+async fn revoke_one(
+    tok: &ApiToken,
+    ctx: &Context,
+    loc: &BackendLocation,
+    id: &str,
+) -> Result<String> {
     let backend = backend::resolve(&ctx.client, loc).await?;
     let uid = tok.uid().unwrap_or_default();
-    let note = match backend.client.get_token(id).await {
+    Ok(match backend.client.get_token(id).await {
         Err(e) if e.is_not_found() => format!("Token {id} no longer exists on the backend"),
         Err(e) => return Err(e.into()),
         Ok(t) if !decide::owned_by(&t, &uid) => {
@@ -837,9 +1134,7 @@ async fn revoke_owned(
             backend.client.revoke_token(id).await?;
             format!("Revoked token {id}")
         }
-    };
-    sweep_orphans(tok, ctx, &backend, id).await;
-    Ok(note)
+    })
 }
 
 #[cfg(test)]

@@ -15,6 +15,7 @@
 //! | token expired                                                 | `Rotate(Expired)` |
 //! | Secret missing                                                | `Rotate(SecretLost)` — the value cannot be recovered |
 //! | Secret value does not match its keyed hash                    | `Rotate(SecretTampered)` |
+//! | Secret holds an older generation than the backend's            | `Rotate(SecretStale)` — a rotation was interrupted before its value reached the Secret |
 //! | `tokenops.dev/rotate` annotation not yet acted on             | `Rotate(Manual)` |
 //! | lifetime differs from `spec.lifetime`                         | `Rotate(LifetimeChanged)` |
 //! | `now ≥ renewalTime`                                           | `Rotate(Due)` |
@@ -74,6 +75,9 @@ pub enum SecretState {
         value_matches: bool,
         /// Labels, annotations, extra keys and owner are as the spec renders them.
         up_to_date: bool,
+        /// The token `generation` the value belongs to (`None`: written by an
+        /// operator that did not record it; taken to be current).
+        generation: Option<u64>,
     },
 }
 
@@ -110,6 +114,8 @@ pub enum RotateReason {
     Expired,
     SecretLost,
     SecretTampered,
+    /// The backend regenerated the token but the new value never reached the Secret.
+    SecretStale,
     LifetimeChanged,
 }
 
@@ -213,6 +219,10 @@ pub fn decide(
                 value_matches: false,
                 ..
             } => Some(RotateReason::SecretTampered),
+            SecretState::Present {
+                generation: Some(g),
+                ..
+            } if g != t.generation => Some(RotateReason::SecretStale),
             _ if rotate_requested(desired, recorded) => Some(RotateReason::Manual),
             _ if lifetime_changed(desired, t) => Some(RotateReason::LifetimeChanged),
             _ => None,
@@ -268,7 +278,8 @@ fn rotate_requested(desired: &Desired, recorded: &Recorded) -> bool {
     }
 }
 
-fn permissions_match(desired: &Desired, t: &Token) -> bool {
+/// Whether the token has the role, scopes, resources and project the spec asks for.
+pub fn permissions_match(desired: &Desired, t: &Token) -> bool {
     let mut scopes = t.scopes.clone();
     scopes.sort();
     scopes.dedup();
@@ -386,6 +397,7 @@ mod tests {
     const GOOD: SecretState = SecretState::Present {
         value_matches: true,
         up_to_date: true,
+        generation: Some(0),
     };
 
     fn at(days: i64) -> DateTime<Utc> {
@@ -523,6 +535,7 @@ mod tests {
         let tampered = SecretState::Present {
             value_matches: false,
             up_to_date: true,
+            generation: Some(0),
         };
         assert_eq!(
             decide_found(&desired(), token(), tampered, at(1)).action,
@@ -531,10 +544,45 @@ mod tests {
     }
 
     #[test]
+    fn a_value_from_before_the_last_regeneration_is_rotated_again() {
+        // The operator stopped after regenerate and before the Secret write:
+        // the backend is at generation 1, the Secret still holds generation 0.
+        let mut t = token();
+        t.generation = 1;
+        t.regenerated_at = Some(at(1));
+        t.expires_at = Some(at(31));
+        assert_eq!(
+            decide_found(&desired(), t.clone(), GOOD, at(1)).action,
+            Action::Rotate(RotateReason::SecretStale)
+        );
+        let current = SecretState::Present {
+            value_matches: true,
+            up_to_date: true,
+            generation: Some(1),
+        };
+        assert_eq!(
+            decide_found(&desired(), t.clone(), current, at(1)).action,
+            Action::Nothing
+        );
+        // A Secret written before generations were recorded is taken as current
+        // and only has its annotations repaired.
+        let legacy = SecretState::Present {
+            value_matches: true,
+            up_to_date: false,
+            generation: None,
+        };
+        assert_eq!(
+            decide_found(&desired(), t, legacy, at(1)).action,
+            Action::RepairSecret
+        );
+    }
+
+    #[test]
     fn drifted_secret_metadata_is_repaired_without_a_new_value() {
         let drifted = SecretState::Present {
             value_matches: true,
             up_to_date: false,
+            generation: Some(0),
         };
         let got = decide_found(&desired(), token(), drifted, at(1));
         assert_eq!(got.action, Action::RepairSecret);

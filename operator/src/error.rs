@@ -83,8 +83,32 @@ impl Error {
 
 /// Back-off for a failing object: 5 s doubling per consecutive failure, capped at 5 min.
 pub fn backoff(failures: u32) -> Duration {
-    let secs = 5u64.saturating_mul(1u64 << failures.min(6));
-    Duration::from_secs(secs.min(300))
+    Backoff::default().delay(failures)
+}
+
+/// Per-object exponential back-off: `initial`, doubling per consecutive failure, capped at `max`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Backoff {
+    pub initial: Duration,
+    pub max: Duration,
+}
+
+impl Default for Backoff {
+    fn default() -> Self {
+        Backoff {
+            initial: Duration::from_secs(5),
+            max: Duration::from_secs(300),
+        }
+    }
+}
+
+impl Backoff {
+    /// The wait after `failures` consecutive failures (0 for the first).
+    pub fn delay(&self, failures: u32) -> Duration {
+        self.initial
+            .saturating_mul(1u32 << failures.min(16))
+            .min(self.max)
+    }
 }
 
 #[cfg(test)]

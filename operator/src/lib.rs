@@ -44,6 +44,9 @@ pub const ANNOTATION_ROTATE: &str = "tokenops.dev/rotate";
 pub const ANNOTATION_VALUE_HASH: &str = "tokenops.dev/value-hash";
 /// Annotation on the Secret: the id of the token whose value it holds.
 pub const ANNOTATION_TOKEN_ID: &str = "tokenops.dev/token-id";
+/// Annotation on the Secret: the backend's `generation` of the value it holds, so a
+/// rotation interrupted between regenerate and the Secret write is noticed.
+pub const ANNOTATION_TOKEN_GENERATION: &str = "tokenops.dev/token-generation";
 /// Annotation set on a workload's pod template to restart it after a rotation.
 pub const ANNOTATION_RESTARTED_AT: &str = "tokenops.dev/restartedAt";
 /// Finalizer that revokes the token (or lets it go, per `deletionPolicy`).

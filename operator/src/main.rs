@@ -89,11 +89,9 @@ async fn main() -> anyhow::Result<()> {
             .filter(|n| !n.is_empty())
             .collect(),
         http_addr: Some(cli.http_addr),
-        leader_election: cli.leader_election.then_some(LeaseConfig {
-            namespace: cli.lease_namespace,
-            name: cli.lease_name,
-            identity,
-        }),
+        leader_election: cli
+            .leader_election
+            .then(|| LeaseConfig::new(&cli.lease_namespace, &cli.lease_name, &identity)),
         hash_key,
         cleanup_timeout: cli.cleanup_timeout,
     };

@@ -19,6 +19,24 @@ pub struct LeaseConfig {
     pub name: String,
     /// This replica's identity (the pod name).
     pub identity: String,
+    /// How long a Lease stays valid without renewal (a standby takes over after it).
+    pub lease_duration: Duration,
+    /// How often the leader renews and a standby tries to take the Lease.
+    pub retry_period: Duration,
+}
+
+impl LeaseConfig {
+    /// The Lease `namespace/name` for replica `identity`, with the default
+    /// timing (15 s lease, renewed every 2 s).
+    pub fn new(namespace: &str, name: &str, identity: &str) -> Self {
+        LeaseConfig {
+            namespace: namespace.to_string(),
+            name: name.to_string(),
+            identity: identity.to_string(),
+            lease_duration: Duration::from_secs(15),
+            retry_period: Duration::from_secs(2),
+        }
+    }
 }
 
 /// How the operator runs.
@@ -73,7 +91,15 @@ pub async fn run_controllers(ctx: Arc<Context>, namespaces: &[String]) {
 /// Runs the operator until a shutdown signal (Ok) or lost leadership (Err: the
 /// process should exit and be restarted as a standby).
 pub async fn run(client: kube::Client, config: Config) -> anyhow::Result<()> {
-    let metrics = Arc::new(Metrics::default());
+    run_with_metrics(client, config, Arc::new(Metrics::default())).await
+}
+
+/// [`run`], counting into `metrics` (tests read them to see which replica works).
+pub async fn run_with_metrics(
+    client: kube::Client,
+    config: Config,
+    metrics: Arc<Metrics>,
+) -> anyhow::Result<()> {
     let health = Arc::new(Health::default());
     if let Some(addr) = config.http_addr {
         let router = http::router(metrics.clone(), health.clone());
@@ -86,10 +112,12 @@ pub async fn run(client: kube::Client, config: Config) -> anyhow::Result<()> {
     client.apiserver_version().await?;
     health.ready.store(true, Ordering::Relaxed);
 
-    let elector = config
-        .leader_election
-        .as_ref()
-        .map(|l| LeaderElector::new(client.clone(), &l.namespace, &l.name, &l.identity));
+    let elector = config.leader_election.as_ref().map(|l| {
+        let mut e = LeaderElector::new(client.clone(), &l.namespace, &l.name, &l.identity);
+        e.lease_duration = l.lease_duration;
+        e.retry_period = l.retry_period;
+        e
+    });
     if let Some(e) = &elector {
         e.acquire().await;
     }

@@ -11,6 +11,11 @@
 //! "restored"). With an operator key the hash also cannot be recomputed by
 //! someone who edits the Secret; changing that key makes every Secret look
 //! tampered and rotates every token once.
+//!
+//! `tokenops.dev/token-generation` records which regeneration of the token the
+//! value belongs to. A Secret whose generation is behind the backend's holds a
+//! value that a rotation replaced but never delivered (the operator stopped
+//! between regenerate and the Secret write); it is rotated again.
 
 use std::collections::BTreeMap;
 
@@ -23,7 +28,10 @@ use sha2::Sha256;
 
 use crate::crd::ApiToken;
 use crate::decide::SecretState;
-use crate::{ANNOTATION_TOKEN_ID, ANNOTATION_VALUE_HASH, K8S_MANAGED_BY, MANAGED_BY_VALUE};
+use crate::{
+    ANNOTATION_TOKEN_GENERATION, ANNOTATION_TOKEN_ID, ANNOTATION_VALUE_HASH, K8S_MANAGED_BY,
+    MANAGED_BY_VALUE,
+};
 
 type HmacSha256 = Hmac<Sha256>;
 
@@ -91,11 +99,24 @@ fn owner_reference(tok: &ApiToken) -> Option<OwnerReference> {
     tok.controller_owner_ref(&())
 }
 
-/// Renders the Secret holding `value` of token `token_id` for `tok`.
-pub fn render(tok: &ApiToken, token_id: &str, value: &[u8], hasher: &ValueHasher) -> Secret {
+/// Which value of which token a Secret holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Held<'a> {
+    pub token_id: &'a str,
+    /// The token's `generation` (regenerations so far) when the value was issued.
+    pub generation: u64,
+}
+
+/// Renders the Secret holding `value` of token `held.token_id` for `tok`.
+pub fn render(tok: &ApiToken, held: Held<'_>, value: &[u8], hasher: &ValueHasher) -> Secret {
+    let token_id = held.token_id;
     let template = tok.spec.secret_template.clone().unwrap_or_default();
     let mut annotations = template.annotations;
     annotations.insert(ANNOTATION_TOKEN_ID.into(), token_id.into());
+    annotations.insert(
+        ANNOTATION_TOKEN_GENERATION.into(),
+        held.generation.to_string(),
+    );
     annotations.insert(ANNOTATION_VALUE_HASH.into(), hasher.hash(token_id, value));
     let mut data: BTreeMap<String, ByteString> = template
         .data
@@ -134,6 +155,14 @@ pub fn value<'a>(secret: &'a Secret, tok: &ApiToken) -> Option<&'a [u8]> {
         .as_ref()?
         .get(&tok.secret_key())
         .map(|v| v.0.as_slice())
+}
+
+/// The token id the Secret says it holds a value of (not yet checked against the hash).
+pub fn token_id(secret: &Secret) -> Option<&str> {
+    secret
+        .annotations()
+        .get(ANNOTATION_TOKEN_ID)
+        .map(String::as_str)
 }
 
 /// Judges a found Secret for the decide step. `token_id` is the token the
@@ -178,9 +207,13 @@ pub fn observe(
             .iter()
             .all(|(k, v)| data.get(k).map(|b| b.0.as_slice()) == Some(v.as_bytes()))
         && data.contains_key(&key);
+    let generation = annotations
+        .get(ANNOTATION_TOKEN_GENERATION)
+        .and_then(|g| g.parse().ok());
     SecretState::Present {
         value_matches,
-        up_to_date: labels_ok && annotations_ok && data_ok,
+        up_to_date: labels_ok && annotations_ok && data_ok && generation.is_some(),
+        generation,
     }
 }
 
@@ -197,6 +230,11 @@ mod tests {
         }))
         .unwrap()
     }
+
+    const HELD: Held<'static> = Held {
+        token_id: "tok_1",
+        generation: 3,
+    };
 
     fn hasher() -> ValueHasher {
         ValueHasher::new(Some(b"operator-key".to_vec()))
@@ -220,7 +258,7 @@ mod tests {
         let t = tok(
             serde_json::json!({"labels": {"team": "a"}, "annotations": {"note": "x"}, "data": {"url": "https://t"}}),
         );
-        let s = render(&t, "tok_1", b"tko_v", &hasher());
+        let s = render(&t, HELD, b"tko_v", &hasher());
         assert_eq!(s.metadata.name.as_deref(), Some("exporter"));
         assert_eq!(
             s.labels().get(K8S_MANAGED_BY).map(String::as_str),
@@ -232,7 +270,8 @@ mod tests {
             observe(Some(&s), &t, Some("tok_1"), &hasher()),
             SecretState::Present {
                 value_matches: true,
-                up_to_date: true
+                up_to_date: true,
+                generation: Some(3),
             }
         );
     }
@@ -240,7 +279,7 @@ mod tests {
     #[test]
     fn an_edited_value_is_detected() {
         let t = tok(serde_json::json!({}));
-        let mut s = render(&t, "tok_1", b"tko_v", &hasher());
+        let mut s = render(&t, HELD, b"tko_v", &hasher());
         s.data
             .as_mut()
             .unwrap()
@@ -249,7 +288,8 @@ mod tests {
             observe(Some(&s), &t, Some("tok_1"), &hasher()),
             SecretState::Present {
                 value_matches: false,
-                up_to_date: true
+                up_to_date: true,
+                generation: Some(3),
             }
         );
     }
@@ -257,7 +297,7 @@ mod tests {
     #[test]
     fn drifted_metadata_is_detected_but_the_value_still_matches() {
         let t = tok(serde_json::json!({"labels": {"team": "a"}}));
-        let mut s = render(&t, "tok_1", b"tko_v", &hasher());
+        let mut s = render(&t, HELD, b"tko_v", &hasher());
         s.metadata.labels.as_mut().unwrap().remove("team");
         s.data
             .as_mut()
@@ -267,7 +307,8 @@ mod tests {
             observe(Some(&s), &t, Some("tok_1"), &hasher()),
             SecretState::Present {
                 value_matches: true,
-                up_to_date: false
+                up_to_date: false,
+                generation: Some(3),
             }
         );
     }
@@ -275,7 +316,7 @@ mod tests {
     #[test]
     fn a_secret_without_our_owner_reference_is_not_ours() {
         let t = tok(serde_json::json!({}));
-        let mut s = render(&t, "tok_1", b"tko_v", &hasher());
+        let mut s = render(&t, HELD, b"tko_v", &hasher());
         s.metadata.owner_references = None;
         assert_eq!(
             observe(Some(&s), &t, Some("tok_1"), &hasher()),

@@ -111,3 +111,123 @@ fn the_api_token_crd_has_the_contracted_shape() {
         );
     }
 }
+
+/// Every `x-kubernetes-validations` rule under `schema`: the path of the object
+/// it applies to, the rule and its message.
+fn cel_rules(
+    schema: &serde_json::Value,
+    path: &[String],
+    out: &mut Vec<(Vec<String>, String, String)>,
+) {
+    if let Some(rules) = schema["x-kubernetes-validations"].as_array() {
+        for r in rules {
+            out.push((
+                path.to_vec(),
+                r["rule"].as_str().unwrap().to_string(),
+                r["message"].as_str().unwrap_or_default().to_string(),
+            ));
+        }
+    }
+    if let Some(props) = schema["properties"].as_object() {
+        for (k, v) in props {
+            let mut p = path.to_vec();
+            p.push(k.clone());
+            cel_rules(v, &p, out);
+        }
+    }
+}
+
+/// The messages of the rules that `object` breaks; panics if a rule does not
+/// evaluate to a boolean (e.g. a function the interpreter lacks).
+fn broken_rules(
+    rules: &[(Vec<String>, String, String)],
+    object: &serde_json::Value,
+) -> Vec<String> {
+    let mut broken = Vec::new();
+    for (path, rule, message) in rules {
+        let mut target = object;
+        for p in path {
+            target = &target[p];
+        }
+        if target.is_null() {
+            continue;
+        }
+        let program = cel_interpreter::Program::compile(rule)
+            .unwrap_or_else(|e| panic!("rule {rule:?} does not parse: {e}"));
+        let mut context = cel_interpreter::Context::default();
+        context
+            .add_variable("self", cel_interpreter::to_value(target).unwrap())
+            .unwrap();
+        match program.execute(&context) {
+            Ok(cel_interpreter::Value::Bool(true)) => {}
+            Ok(cel_interpreter::Value::Bool(false)) => broken.push(message.clone()),
+            other => panic!("rule {rule:?} on {target} gave {other:?}, not a boolean"),
+        }
+    }
+    broken
+}
+
+#[test]
+fn every_cel_rule_accepts_valid_specs_and_rejects_what_the_operator_rejects() {
+    let mut rules = Vec::new();
+    for (_, def) in crd::all() {
+        let v = serde_json::to_value(&def).unwrap();
+        for version in v["spec"]["versions"].as_array().unwrap() {
+            cel_rules(&version["schema"]["openAPIV3Schema"], &[], &mut rules);
+        }
+    }
+    assert!(rules.len() >= 3, "{rules:?}");
+
+    let object = |spec: serde_json::Value| {
+        let mut spec = spec;
+        spec["backendRef"] = serde_json::json!({"name": "main"});
+        serde_json::json!({
+            "apiVersion": "tokenops.dev/v1alpha1", "kind": "ApiToken",
+            "metadata": {"name": "t", "namespace": "n", "uid": "u-1"},
+            "spec": spec,
+        })
+    };
+    // The operator's own validation must agree with the CEL rules.
+    let operator_accepts = |o: &serde_json::Value| {
+        let tok: tokenops_operator::crd::ApiToken = serde_json::from_value(o.clone()).unwrap();
+        tokenops_operator::desired::desired(&tok, "TokenBackend/n/main", None).is_ok()
+    };
+    for valid in [
+        serde_json::json!({}),
+        serde_json::json!({"lifetime": "2h", "gracePeriod": "1h", "renewBefore": "30m"}),
+        serde_json::json!({"lifetime": "1h30m", "renewBefore": "45m", "gracePeriod": "89m"}),
+        serde_json::json!({"lifetime": "30d", "gracePeriod": "1h", "renewBeforePercentage": 20}),
+        serde_json::json!({"renewBefore": "240h"}),
+    ] {
+        let o = object(valid);
+        assert_eq!(broken_rules(&rules, &o), Vec::<String>::new(), "{o}");
+        assert!(operator_accepts(&o), "{o}");
+    }
+    for (invalid, message) in [
+        (
+            serde_json::json!({"renewBefore": "1h", "renewBeforePercentage": 10}),
+            "set at most one of renewBefore and renewBeforePercentage",
+        ),
+        (
+            serde_json::json!({"lifetime": "1h", "gracePeriod": "2h"}),
+            "gracePeriod must be shorter than lifetime",
+        ),
+        (
+            serde_json::json!({"lifetime": "1h", "gracePeriod": "60m"}),
+            "gracePeriod must be shorter than lifetime",
+        ),
+        (
+            serde_json::json!({"lifetime": "1h", "renewBefore": "1h30m"}),
+            "renewBefore must be shorter than lifetime",
+        ),
+    ] {
+        let o = object(invalid);
+        assert_eq!(broken_rules(&rules, &o), vec![message.to_string()], "{o}");
+        assert!(!operator_accepts(&o), "{o}");
+    }
+    // CEL's duration() has no days, so the rules let day durations through;
+    // the operator still rejects the contradiction (Ready=False, InvalidSpec).
+    let days = object(serde_json::json!({"lifetime": "1d", "gracePeriod": "2d"}));
+    assert!(broken_rules(&rules, &days).is_empty());
+    assert!(!operator_accepts(&days));
+}

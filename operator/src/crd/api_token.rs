@@ -143,7 +143,7 @@ pub struct BackendRef {
 }
 
 /// The kind of a backend reference.
-#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, Hash, JsonSchema)]
 pub enum BackendKind {
     /// A `TokenBackend` in the `ApiToken`'s namespace.
     #[default]
@@ -228,9 +228,25 @@ pub struct ApiTokenStatus {
     /// The `metadata.generation` the status describes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
+    /// Previous tokens still valid during `gracePeriod` after a replacement, and when
+    /// the operator revokes them. Recorded here so a restart does not forget them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pending_revocations: Vec<PendingRevocation>,
     /// `Ready` with a reason, e.g. `Issued`, `Rotated`, `BackendUnavailable`, `InvalidSpec`, `NotOwned`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<Condition>,
+}
+
+/// A replaced token that keeps working until `revokeAt`, then is revoked.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PendingRevocation {
+    /// Id of the replaced token (`tok_…`).
+    pub token_id: String,
+    /// The backend it lives on, as `<kind>/<namespace>/<name>`.
+    pub backend: String,
+    /// When the operator revokes it (the end of the grace period).
+    pub revoke_at: DateTime<Utc>,
 }
 
 impl ApiToken {

@@ -8,8 +8,8 @@ mod condition;
 mod token_backend;
 
 pub use api_token::{
-    ApiToken, ApiTokenSpec, ApiTokenStatus, BackendKind, BackendRef, DeletionPolicy, RestartKind,
-    RestartTarget, SecretTemplate,
+    ApiToken, ApiTokenSpec, ApiTokenStatus, BackendKind, BackendRef, DeletionPolicy,
+    PendingRevocation, RestartKind, RestartTarget, SecretTemplate,
 };
 pub use cluster_token_backend::{
     ClusterTokenBackend, ClusterTokenBackendSpec, NamespacedSecretKeyRef,
