@@ -207,7 +207,7 @@ impl<P: Provider> ProviderService<P> {
             data_source_schemas,
             diagnostics: diags.to_proto(),
             provider_meta: None,
-            server_capabilities: Some(pb::ServerCapabilities::default()),
+            server_capabilities: Some(server_capabilities()),
             functions: Default::default(),
             ephemeral_resource_schemas,
         }
@@ -215,6 +215,17 @@ impl<P: Provider> ProviderService<P> {
 }
 
 type RpcResult<T> = std::result::Result<Response<T>, Status>;
+
+/// What this server tells Terraform it can do. The schema never changes
+/// during a run, so Terraform may reuse the one it fetched from the first
+/// instance instead of asking every instance it starts (each `plan` starts
+/// several).
+fn server_capabilities() -> pb::ServerCapabilities {
+    pb::ServerCapabilities {
+        get_provider_schema_optional: true,
+        ..Default::default()
+    }
+}
 
 #[tonic::async_trait]
 impl<P: Provider> pb::provider_server::Provider for ProviderService<P> {
@@ -224,7 +235,7 @@ impl<P: Provider> pb::provider_server::Provider for ProviderService<P> {
     ) -> RpcResult<pb::get_metadata::Response> {
         use pb::get_metadata as m;
         Ok(Response::new(m::Response {
-            server_capabilities: Some(pb::ServerCapabilities::default()),
+            server_capabilities: Some(server_capabilities()),
             diagnostics: Vec::new(),
             data_sources: (self.data_sources.keys())
                 .map(|n| m::DataSourceMetadata {
