@@ -44,7 +44,7 @@ tfplugin::model! {
         #[tf(computed)]
         pub scopes: Vec<String>,
         /// Resources; empty means all.
-        #[tf(computed)]
+        #[tf(computed, nested)]
         pub resources: Vec<ResourceEntry>,
         /// Labels, including `managed-by`.
         #[tf(computed)]
@@ -119,7 +119,7 @@ tfplugin::model! {
         #[tf(computed)]
         pub scopes: Value<Vec<String>>,
         /// Resources the token is limited to; empty means all.
-        #[tf(computed)]
+        #[tf(computed, nested)]
         pub resources: Value<Vec<ResourceEntry>>,
         /// Labels, without `managed-by` (see `managed_by`).
         #[tf(computed)]
@@ -228,7 +228,7 @@ tfplugin::model! {
         #[tf(optional)]
         pub labels: Value<BTreeMap<String, String>>,
         /// The matching tokens, in the backend's order.
-        #[tf(computed)]
+        #[tf(computed, nested)]
         pub tokens: Value<Vec<TokenEntry>>,
         /// The ids of the matching tokens.
         #[tf(computed)]

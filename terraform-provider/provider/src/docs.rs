@@ -7,7 +7,7 @@
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
-use tfplugin::{Attribute, Model, Type};
+use tfplugin::{Attribute, Model, Nesting, Type};
 
 use crate::config::ProviderConfig;
 use crate::data_sources::{TokenList, TokenLookup};
@@ -150,23 +150,44 @@ fn one_line(text: &str) -> String {
     text.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
-fn attribute_line(out: &mut String, a: &Attribute) {
+fn attribute_line(out: &mut String, a: &Attribute, path: &str) {
     let sensitive = if a.sensitive { ", Sensitive" } else { "" };
+    let (ty, see) = match &a.nested {
+        Some(n) => (
+            format!("Attributes {}", nesting_name(n.nesting)),
+            format!(
+                " (see [below for nested schema](#nestedatt--{}))",
+                anchor(path)
+            ),
+        ),
+        None => (type_name(&a.ty), String::new()),
+    };
     let _ = writeln!(
         out,
-        "- `{}` ({}{sensitive}) {}",
+        "- `{}` ({ty}{sensitive}) {}{see}",
         a.name,
-        type_name(&a.ty),
         one_line(&a.description)
     );
+}
+
+fn nesting_name(n: Nesting) -> &'static str {
+    match n {
+        Nesting::Single => "",
+        Nesting::List => "List",
+        Nesting::Set => "Set",
+        Nesting::Map => "Map",
+    }
+}
+
+fn anchor(path: &str) -> String {
+    path.replace('.', "--")
 }
 
 /// Chooses the attributes of one group of the schema section.
 type Pick = fn(&Attribute) -> bool;
 
-/// The "Schema" section: Required, Optional, Read-Only, plus nested objects.
-fn schema_section(attrs: &[Attribute], nested: &[(&str, Vec<Attribute>)]) -> String {
-    let mut out = String::from("## Schema\n");
+/// Required, Optional and Read-Only lists of one level of attributes.
+fn attribute_groups(out: &mut String, attrs: &[Attribute], path: &str, heading: &str) {
     let groups: [(&str, Pick); 3] = [
         ("Required", |a| a.required),
         ("Optional", |a| a.optional),
@@ -177,22 +198,46 @@ fn schema_section(attrs: &[Attribute], nested: &[(&str, Vec<Attribute>)]) -> Str
         if chosen.is_empty() {
             continue;
         }
-        let _ = writeln!(out, "\n### {title}\n");
+        if heading.is_empty() {
+            let _ = writeln!(out, "\n{title}:\n");
+        } else {
+            let _ = writeln!(out, "\n{heading} {title}\n");
+        }
         for a in chosen {
-            attribute_line(&mut out, a);
+            let child = if path.is_empty() {
+                a.name.clone()
+            } else {
+                format!("{path}.{}", a.name)
+            };
+            attribute_line(out, a, &child);
         }
     }
-    for (name, fields) in nested {
-        let _ = writeln!(out, "\n### Nested Schema for `{name}`\n");
-        for f in fields {
+}
+
+/// The "Schema" section: Required, Optional, Read-Only, then one section per
+/// nested attribute (at any depth), all from the schema itself.
+fn schema_section(attrs: &[Attribute]) -> String {
+    let mut out = String::from("## Schema\n");
+    attribute_groups(&mut out, attrs, "", "###");
+    let mut pending: Vec<(String, &Attribute)> =
+        attrs.iter().map(|a| (a.name.clone(), a)).collect();
+    while !pending.is_empty() {
+        let mut next = Vec::new();
+        for (path, a) in pending {
+            let Some(n) = &a.nested else { continue };
             let _ = writeln!(
                 out,
-                "- `{}` ({}) {}",
-                f.name,
-                type_name(&f.ty),
-                one_line(&f.description)
+                "\n<a id=\"nestedatt--{}\"></a>\n### Nested Schema for `{path}`",
+                anchor(&path)
+            );
+            attribute_groups(&mut out, &n.attributes, &path, "");
+            next.extend(
+                n.attributes
+                    .iter()
+                    .map(|c| (format!("{path}.{}", c.name), c)),
             );
         }
+        pending = next;
     }
     out
 }
@@ -230,15 +275,12 @@ pub fn examples() -> Vec<(&'static str, &'static str)> {
 
 /// Every documentation file: its path under `docs/` and its content.
 pub fn render_all() -> Vec<(PathBuf, String)> {
-    use crate::data_sources::{ResourceEntry, TokenEntry};
-    use crate::token::ResourceSelector;
-    let selector = ResourceSelector::attributes();
     let provider = {
         let summary = ProviderConfig::description();
         format!(
             "---\npage_title: \"Provider: tokenops\"\ndescription: |-\n  {}\n---\n\n# tokenops Provider\n\n{summary}\n\n## Example Usage\n\n```terraform\n{EXAMPLE_PROVIDER}```\n\n{}",
             one_line(summary.split("\n\n").next().unwrap_or_default()),
-            schema_section(&ProviderConfig::attributes(), &[])
+            schema_section(&ProviderConfig::attributes())
         )
     };
     let import_section = format!("## Import\n\n{IMPORT}");
@@ -251,7 +293,7 @@ pub fn render_all() -> Vec<(PathBuf, String)> {
                 "",
                 &ApiToken::description(),
                 EXAMPLE_RESOURCE,
-                &schema_section(&ApiToken::attributes(), &[("resources", selector.clone())]),
+                &schema_section(&ApiToken::attributes()),
                 &[ROTATION, &import_section],
             ),
         ),
@@ -262,10 +304,7 @@ pub fn render_all() -> Vec<(PathBuf, String)> {
                 "",
                 &TokenLookup::description(),
                 EXAMPLE_TOKEN_DATA,
-                &schema_section(
-                    &TokenLookup::attributes(),
-                    &[("resources", ResourceEntry::attributes())],
-                ),
+                &schema_section(&TokenLookup::attributes()),
                 &[],
             ),
         ),
@@ -276,13 +315,7 @@ pub fn render_all() -> Vec<(PathBuf, String)> {
                 "",
                 &TokenList::description(),
                 EXAMPLE_TOKENS_DATA,
-                &schema_section(
-                    &TokenList::attributes(),
-                    &[
-                        ("tokens", TokenEntry::attributes()),
-                        ("tokens.resources", ResourceEntry::attributes()),
-                    ],
-                ),
+                &schema_section(&TokenList::attributes()),
                 &[],
             ),
         ),
@@ -293,7 +326,7 @@ pub fn render_all() -> Vec<(PathBuf, String)> {
                 "",
                 &EphemeralApiToken::description(),
                 EXAMPLE_EPHEMERAL,
-                &schema_section(&EphemeralApiToken::attributes(), &[("resources", selector)]),
+                &schema_section(&EphemeralApiToken::attributes()),
                 &[],
             ),
         ),

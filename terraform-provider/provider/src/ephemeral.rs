@@ -41,7 +41,7 @@ tfplugin::model! {
         #[tf(optional)]
         pub scopes: Value<Vec<String>>,
         /// Resources the token is limited to (`{ type, id }`); omitted means all.
-        #[tf(optional)]
+        #[tf(optional, nested)]
         pub resources: Value<BTreeSet<ResourceSelector>>,
         /// How long the token lives at most (default `"15m"`); it is revoked
         /// as soon as Terraform is done with it anyway.

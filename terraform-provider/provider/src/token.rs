@@ -87,7 +87,7 @@ tfplugin::model! {
         /// The resources the token is limited to, as a set of objects
         /// `{ type = "site", id = "s-1" }`. Omitted means all resources.
         /// Changing it replaces the token.
-        #[tf(optional, requires_replace)]
+        #[tf(optional, requires_replace, nested)]
         pub resources: Value<BTreeSet<ResourceSelector>>,
         /// How long each value of the token lives, as a duration such as
         /// `"720h"`, `"90d"` or `"1h30m"`. Required by the backend's default

@@ -107,7 +107,7 @@ pub mod proto {
 pub use async_trait::async_trait;
 pub use diag::{Diagnostic, Diagnostics, Result, Severity, warn};
 pub use logging::init_logging;
-pub use model::{ConvertError, ConvertErrorKind, Model, TfValue, Value};
+pub use model::{ConvertError, ConvertErrorKind, Model, NestedObject, Nesting, TfValue, Value};
 pub use path::{AttributePath, Step};
 pub use provider::{
     ClientCapabilities, ConfigureRequest, DataSource, EphemeralResource, Opened, Plan, Provider,

@@ -145,6 +145,46 @@ pub trait TfValue: Sized {
     fn to_dynamic(&self) -> Dynamic;
     /// Converts from a Terraform value; `path` is where it sits, for errors.
     fn from_dynamic(value: Dynamic, path: &AttributePath) -> Result<Self, ConvertError>;
+    /// The nested-attribute form of this type, when it is a model or a
+    /// list, set or map of models (see [`crate::Attribute::nested`]).
+    fn nested_object() -> Option<NestedObject> {
+        None
+    }
+}
+
+/// How a nested attribute holds its objects.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Nesting {
+    /// One object.
+    Single,
+    /// A list of objects.
+    List,
+    /// A set of objects.
+    Set,
+    /// A map of objects.
+    Map,
+}
+
+/// The objects of a nested attribute: their attributes (each with its own
+/// flags and documentation) and how they are held.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NestedObject {
+    /// How the objects are held.
+    pub nesting: Nesting,
+    /// The attributes of each object.
+    pub attributes: Vec<Attribute>,
+}
+
+impl NestedObject {
+    /// A list, set or map of `T`, when `T` is one object (a model).
+    fn collection_of<T: TfValue>(nesting: Nesting) -> Option<NestedObject> {
+        T::nested_object()
+            .filter(|n| n.nesting == Nesting::Single)
+            .map(|n| NestedObject {
+                nesting,
+                attributes: n.attributes,
+            })
+    }
 }
 
 /// A model struct: an object whose attributes are described for a schema.
@@ -246,6 +286,9 @@ impl<T: TfValue> TfValue for Option<T> {
     fn tf_type() -> Type {
         T::tf_type()
     }
+    fn nested_object() -> Option<NestedObject> {
+        T::nested_object()
+    }
     fn to_dynamic(&self) -> Dynamic {
         self.as_ref().map_or(Dynamic::Null, T::to_dynamic)
     }
@@ -260,6 +303,9 @@ impl<T: TfValue> TfValue for Option<T> {
 impl<T: TfValue> TfValue for Value<T> {
     fn tf_type() -> Type {
         T::tf_type()
+    }
+    fn nested_object() -> Option<NestedObject> {
+        T::nested_object()
     }
     fn to_dynamic(&self) -> Dynamic {
         match self {
@@ -285,6 +331,9 @@ impl<T: TfValue> TfValue for Vec<T> {
     fn tf_type() -> Type {
         Type::list(T::tf_type())
     }
+    fn nested_object() -> Option<NestedObject> {
+        NestedObject::collection_of::<T>(Nesting::List)
+    }
     fn to_dynamic(&self) -> Dynamic {
         Dynamic::List(self.iter().map(T::to_dynamic).collect())
     }
@@ -304,6 +353,9 @@ impl<T: TfValue + Ord> TfValue for BTreeSet<T> {
     fn tf_type() -> Type {
         Type::set(T::tf_type())
     }
+    fn nested_object() -> Option<NestedObject> {
+        NestedObject::collection_of::<T>(Nesting::Set)
+    }
     fn to_dynamic(&self) -> Dynamic {
         Dynamic::Set(self.iter().map(T::to_dynamic).collect())
     }
@@ -322,6 +374,9 @@ impl<T: TfValue + Ord> TfValue for BTreeSet<T> {
 impl<T: TfValue> TfValue for BTreeMap<String, T> {
     fn tf_type() -> Type {
         Type::map(T::tf_type())
+    }
+    fn nested_object() -> Option<NestedObject> {
+        NestedObject::collection_of::<T>(Nesting::Map)
     }
     fn to_dynamic(&self) -> Dynamic {
         Dynamic::Map(
@@ -449,6 +504,13 @@ macro_rules! model {
         }
 
         impl $crate::TfValue for $name {
+            fn nested_object() -> ::std::option::Option<$crate::NestedObject> {
+                ::std::option::Option::Some($crate::NestedObject {
+                    nesting: $crate::Nesting::Single,
+                    attributes: <Self as $crate::Model>::attributes(),
+                })
+            }
+
             fn tf_type() -> $crate::Type {
                 $crate::Type::object(::std::vec::Vec::<(&str, $crate::Type)>::from([
                     $( ($crate::model::support::field_name(stringify!($field)), <$ty as $crate::TfValue>::tf_type()) ),*
@@ -496,6 +558,7 @@ macro_rules! model {
                         )
                         .description($crate::model::support::join_doc(&[$($doc),*]))
                         $(.$flag())*
+                        .resolve_nested(<$ty as $crate::TfValue>::nested_object())
                     ),*
                 ]
             }
@@ -546,6 +609,88 @@ mod tests {
             #[tf(optional, write_only)]
             pub password: Option<String>,
         }
+    }
+
+    crate::model! {
+        /// Rules as nested attributes.
+        pub struct Policy {
+            /// A set of rules.
+            #[tf(optional, nested)]
+            pub rules: Option<BTreeSet<RuleKey>>,
+            /// One rule.
+            #[tf(required, nested)]
+            pub main: Rule,
+            /// Rules by name.
+            #[tf(computed, nested)]
+            pub named: Value<BTreeMap<String, Rule>>,
+        }
+    }
+
+    crate::model! {
+        /// A rule usable in a set.
+        #[derive(PartialEq, Eq, PartialOrd, Ord)]
+        pub struct RuleKey {
+            /// Key.
+            #[tf(required)]
+            pub key: String,
+        }
+    }
+
+    crate::model! {
+        /// `nested` on a type that holds no objects.
+        pub struct NotNested {
+            /// A plain list.
+            #[tf(optional, nested)]
+            pub names: Option<Vec<String>>,
+        }
+    }
+
+    #[test]
+    fn nested_attributes_describe_their_objects_to_terraform() {
+        use crate::proto::tfplugin6::schema::object::NestingMode;
+        let attrs = Policy::attributes();
+        let rules = attrs[0].nested.as_ref().expect("rules is nested");
+        assert_eq!(rules.nesting, Nesting::Set);
+        assert!(rules.attributes[0].required && rules.attributes[0].name == "key");
+        assert_eq!(attrs[1].nested.as_ref().unwrap().nesting, Nesting::Single);
+        let named = attrs[2].nested.as_ref().unwrap();
+        assert_eq!(named.nesting, Nesting::Map);
+        // the inner flags are the inner model's own
+        let weight = &named.attributes[2];
+        assert!(weight.optional && !weight.required && weight.name == "weight");
+
+        let proto = crate::Schema::of::<Policy>(0).to_proto();
+        let block = proto.block.unwrap();
+        let rules = &block.attributes[0];
+        assert!(
+            rules.r#type.is_empty(),
+            "a nested attribute carries no type"
+        );
+        let object = rules.nested_type.as_ref().unwrap();
+        assert_eq!(object.nesting, NestingMode::Set as i32);
+        assert_eq!(object.attributes[0].name, "key");
+        assert_eq!(object.attributes[0].r#type, b"\"string\"");
+        assert!(object.attributes[0].required);
+        assert_eq!(
+            block.attributes[2].nested_type.as_ref().unwrap().nesting,
+            NestingMode::Map as i32
+        );
+        // the value type is unchanged: a set of objects
+        assert_eq!(
+            crate::Schema::of::<Policy>(0).value_type(),
+            Policy::tf_type()
+        );
+        assert!(crate::Schema::of::<Policy>(0).check(true).is_empty());
+        // without `nested`, an object-typed attribute stays a plain type
+        assert!(Token::attributes()[4].nested.is_none());
+    }
+
+    #[test]
+    fn nested_on_a_type_without_objects_is_a_schema_error() {
+        let diags = crate::Schema::of::<NotNested>(0).check(true);
+        assert!(diags.has_errors());
+        let detail = format!("{:?}", diags);
+        assert!(detail.contains("nested needs a model"), "{detail}");
     }
 
     #[test]

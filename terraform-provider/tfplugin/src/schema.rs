@@ -3,7 +3,7 @@
 //! written by hand.
 
 use crate::diag::{Diagnostic, Diagnostics};
-use crate::model::Model;
+use crate::model::{Model, NestedObject, Nesting};
 use crate::path::AttributePath;
 use crate::proto::tfplugin6 as pb;
 use crate::types::Type;
@@ -37,6 +37,12 @@ pub struct Attribute {
     /// Changing the value destroys and re-creates the resource. Not a wire
     /// field: the plan step of this crate turns it into `requires_replace`.
     pub requires_replace: bool,
+    /// Sent to Terraform as a nested attribute (its objects' attributes
+    /// described one by one) rather than as a plain object-typed value.
+    pub nested: Option<NestedObject>,
+    /// `nested` was asked for (by `#[tf(nested)]`); resolved against the
+    /// field's type by [`Attribute::resolve_nested`].
+    wants_nested: bool,
 }
 
 impl Attribute {
@@ -53,7 +59,25 @@ impl Attribute {
             write_only: false,
             deprecated: false,
             requires_replace: false,
+            nested: None,
+            wants_nested: false,
         }
+    }
+    /// Describes the attribute to Terraform as a nested attribute: its type
+    /// must be a model, or a list, set or map of models. Terraform then knows
+    /// each inner attribute (required ones are checked, documentation shows
+    /// them), where a plain object type would be opaque.
+    pub fn nested(mut self) -> Self {
+        self.wants_nested = true;
+        self
+    }
+    /// Gives the nested form of the attribute's type; kept only when
+    /// [`Attribute::nested`] was asked for. Called by [`crate::model!`].
+    pub fn resolve_nested(mut self, nested: Option<NestedObject>) -> Self {
+        if self.wants_nested {
+            self.nested = nested;
+        }
+        self
     }
 
     /// Sets the documentation.
@@ -98,10 +122,26 @@ impl Attribute {
     }
 
     fn to_proto(&self) -> pb::schema::Attribute {
+        use pb::schema::object::NestingMode;
+        let nested_type = self.nested.as_ref().map(|n| pb::schema::Object {
+            attributes: n.attributes.iter().map(Attribute::to_proto).collect(),
+            nesting: match n.nesting {
+                Nesting::Single => NestingMode::Single,
+                Nesting::List => NestingMode::List,
+                Nesting::Set => NestingMode::Set,
+                Nesting::Map => NestingMode::Map,
+            } as i32,
+            ..Default::default()
+        });
         pb::schema::Attribute {
             name: self.name.clone(),
-            r#type: self.ty.to_json_bytes(),
-            nested_type: None,
+            // Terraform derives a nested attribute's type from its objects.
+            r#type: if nested_type.is_some() {
+                Vec::new()
+            } else {
+                self.ty.to_json_bytes()
+            },
+            nested_type,
             description: self.description.clone(),
             required: self.required,
             optional: self.optional,
@@ -153,24 +193,7 @@ impl Schema {
     /// sees a clear message instead of a confusing one from Terraform.
     pub fn check(&self, managed: bool) -> Diagnostics {
         let mut diags = Diagnostics::new();
-        for a in &self.attributes {
-            let mut bad = |why: &str| {
-                diags.push(
-                    Diagnostic::error("Invalid provider schema")
-                        .with_detail(format!("attribute {:?}: {why}", a.name))
-                        .with_attribute(AttributePath::new(a.name.clone())),
-                );
-            };
-            if !a.required && !a.optional && !a.computed {
-                bad("must be required, optional or computed");
-            }
-            if a.required && (a.optional || a.computed) {
-                bad("required cannot be combined with optional or computed");
-            }
-            if a.write_only && (a.computed || !managed) {
-                bad("write_only is only for managed resources and cannot be computed");
-            }
-        }
+        check_attributes(&self.attributes, managed, "", &mut diags);
         diags
     }
 
@@ -185,6 +208,40 @@ impl Schema {
                 description_kind: pb::StringKind::Markdown as i32,
                 deprecated: false,
             }),
+        }
+    }
+}
+
+/// The checks of [`Schema::check`] for one level of attributes and below.
+fn check_attributes(
+    attributes: &[Attribute],
+    managed: bool,
+    prefix: &str,
+    diags: &mut Diagnostics,
+) {
+    for a in attributes {
+        let name = format!("{prefix}{}", a.name);
+        let mut bad = |why: &str| {
+            diags.push(
+                Diagnostic::error("Invalid provider schema")
+                    .with_detail(format!("attribute {name:?}: {why}"))
+                    .with_attribute(AttributePath::new(a.name.clone())),
+            );
+        };
+        if !a.required && !a.optional && !a.computed {
+            bad("must be required, optional or computed");
+        }
+        if a.required && (a.optional || a.computed) {
+            bad("required cannot be combined with optional or computed");
+        }
+        if a.write_only && (a.computed || !managed) {
+            bad("write_only is only for managed resources and cannot be computed");
+        }
+        if a.wants_nested && a.nested.is_none() {
+            bad("nested needs a model, or a list, set or map of models");
+        }
+        if let Some(n) = &a.nested {
+            check_attributes(&n.attributes, managed, &format!("{name}."), diags);
         }
     }
 }
