@@ -98,13 +98,12 @@ fn is_json(content_type: Option<&header::HeaderValue>) -> bool {
     let Some(ct) = content_type.and_then(|v| v.to_str().ok()) else {
         return false;
     };
-    let mime = ct
-        .split(';')
-        .next()
-        .unwrap_or("")
-        .trim()
-        .to_ascii_lowercase();
-    mime == "application/json" || (mime.starts_with("application/") && mime.ends_with("+json"))
+    let mime = ct.split(';').next().unwrap_or("").trim();
+    // Compared without allocating: this runs on every JSON request.
+    mime.eq_ignore_ascii_case("application/json")
+        || (mime.len() > "application/+json".len()
+            && mime[.."application/".len()].eq_ignore_ascii_case("application/")
+            && mime[mime.len() - "+json".len()..].eq_ignore_ascii_case("+json"))
 }
 
 impl<T: DeserializeOwned> FromRequest<AppState> for ApiJson<T> {
@@ -164,6 +163,20 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for ApiQuery<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn json_content_types_are_recognised_without_regard_to_case() {
+        let ct = |v: &'static str| Some(header::HeaderValue::from_static(v));
+        assert!(is_json(ct("application/json").as_ref()));
+        assert!(is_json(ct("Application/JSON; charset=utf-8").as_ref()));
+        assert!(is_json(ct("application/merge-patch+json").as_ref()));
+        assert!(!is_json(ct("text/plain").as_ref()));
+        assert!(!is_json(ct("application/+json").as_ref()));
+        assert!(!is_json(ct("application/jsonx").as_ref()));
+        let opaque = header::HeaderValue::from_bytes(b"application/json\xe9").unwrap();
+        assert!(!is_json(Some(&opaque)));
+        assert!(!is_json(None));
+    }
 
     #[test]
     fn quoted_values_never_reach_the_message() {
