@@ -4,12 +4,14 @@
 //! - provider start to go-plugin handshake line (median of 20 starts);
 //! - `terraform apply` creating 100 `tokenops_api_token`s;
 //! - no-change `terraform plan` (with refresh) of those 100 tokens versus
-//!   100 `terraform_data` (built into Terraform), and their ratio (target ≤ 2×).
+//!   100 `terraform_data` (built into Terraform), and their ratio (target ≤ 2×);
+//! - the same plan of 100 resources of tfplugin's echo provider (no backend,
+//!   a 7-attribute schema): the floor any external provider process pays
+//!   under this Terraform on this machine, to read the ratio against.
 //!
-//! Run: `cargo build -p terraform-provider-tokenops --bins --examples &&
-//! cargo run -p terraform-provider-tokenops --example bench`. To measure a
-//! release build of the provider, point `TOKENOPS_PROVIDER_DIR` at the
-//! directory holding it (e.g. `target/release`).
+//! Run: `cargo build --release -p terraform-provider-tokenops --bins --examples
+//! -p tfplugin && target/release/examples/bench`. `TOKENOPS_PROVIDER_DIR`
+//! points at another directory holding the provider binary.
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -17,7 +19,7 @@ use std::time::{Duration, Instant};
 
 use tokio::io::AsyncBufReadExt;
 
-const RUNS: usize = 3;
+const RUNS: usize = 5;
 
 fn provider_binary() -> PathBuf {
     if let Some(dir) = std::env::var_os("TOKENOPS_PROVIDER_DIR") {
@@ -78,6 +80,22 @@ struct Work {
 
 impl Work {
     fn new(bin_dir: &Path, endpoint: &str, token: &str, main_tf: &str) -> Self {
+        Self::with_override(
+            bin_dir,
+            "registry.terraform.io/tokenops/tokenops",
+            endpoint,
+            token,
+            main_tf,
+        )
+    }
+
+    fn with_override(
+        bin_dir: &Path,
+        source: &str,
+        endpoint: &str,
+        token: &str,
+        main_tf: &str,
+    ) -> Self {
         let root = tempfile::tempdir().expect("tempdir");
         let dir = root.path().join("work");
         std::fs::create_dir_all(&dir).unwrap();
@@ -85,7 +103,7 @@ impl Work {
         std::fs::write(
             &cli_config,
             format!(
-                "provider_installation {{\n  dev_overrides {{\n    \"registry.terraform.io/tokenops/tokenops\" = \"{}\"\n  }}\n  direct {{}}\n}}\n",
+                "provider_installation {{\n  dev_overrides {{\n    \"{source}\" = \"{}\"\n  }}\n  direct {{}}\n}}\n",
                 bin_dir.display()
             ),
         )
@@ -164,6 +182,21 @@ resource "tokenops_api_token" "t" {
   input = "bench-${count.index}"
 }
 "#;
+    let echo_tf = r#"terraform {
+  required_providers {
+    echo = { source = "example.com/test/echo" }
+  }
+}
+resource "echo_message" "m" {
+  count = 100
+  input = "bench-${count.index}"
+}
+"#;
+    let echo_dir = bin_dir.join("examples");
+    let echo = echo_dir
+        .join("terraform-provider-echo")
+        .is_file()
+        .then(|| Work::with_override(&echo_dir, "example.com/test/echo", "", "", echo_tf));
     let tokens = Work::new(&bin_dir, &server.url(), &server.owner_token(), tokens_tf);
     let data = Work::new(&bin_dir, &server.url(), &server.owner_token(), data_tf);
 
@@ -172,11 +205,19 @@ resource "tokenops_api_token" "t" {
     let data_apply = data.timed(&["apply", "-auto-approve"]).await;
     println!("terraform apply, 100 terraform_data: {data_apply:?}");
 
+    if let Some(echo) = &echo {
+        echo.timed(&["apply", "-auto-approve"]).await;
+    }
     let mut plan_tokens = Vec::new();
     let mut plan_data = Vec::new();
+    let mut plan_echo = Vec::new();
+    // Interleaved, so a slower moment of the machine hits all three alike.
     for _ in 0..RUNS {
         plan_tokens.push(tokens.timed(&["plan", "-detailed-exitcode"]).await);
         plan_data.push(data.timed(&["plan", "-detailed-exitcode"]).await);
+        if let Some(echo) = &echo {
+            plan_echo.push(echo.timed(&["plan", "-detailed-exitcode"]).await);
+        }
     }
     let (pt, pd) = (median(plan_tokens), median(plan_data));
     println!("no-change plan, 100 tokenops_api_token (median of {RUNS}): {pt:?}");
@@ -185,6 +226,19 @@ resource "tokenops_api_token" "t" {
         "ratio tokenops/terraform_data: {:.2}x (target <= 2x)",
         pt.as_secs_f64() / pd.as_secs_f64()
     );
+    if plan_echo.is_empty() {
+        println!(
+            "(echo provider not built: `cargo build --release -p tfplugin --examples` adds the floor figure)"
+        );
+    } else {
+        let pe = median(plan_echo);
+        println!("no-change plan, 100 echo_message (median of {RUNS}): {pe:?}");
+        println!(
+            "floor: echo/terraform_data {:.2}x; tokenops/echo {:.2}x",
+            pe.as_secs_f64() / pd.as_secs_f64(),
+            pt.as_secs_f64() / pe.as_secs_f64()
+        );
+    }
     let mut no_refresh = Vec::new();
     for _ in 0..RUNS {
         no_refresh.push(tokens.timed(&["plan", "-refresh=false"]).await);
