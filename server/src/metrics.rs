@@ -90,27 +90,18 @@ impl Metrics {
             "Tokens whose last-used time waits to be written",
             last_used_pending.clone(),
         );
-        use tokenops_types::VerifyCode::*;
-        let verify_by_code = [
-            Valid,
-            Malformed,
-            NotFound,
-            Expired,
-            Revoked,
-            InsufficientPermissions,
-            RateLimited,
-        ]
-        .into_iter()
-        .map(|code| {
-            let name = code.as_str().to_string();
-            (
-                code,
-                verifications
-                    .get_or_create(&CodeLabels { code: name })
-                    .clone(),
-            )
-        })
-        .collect();
+        let verify_by_code = tokenops_types::VerifyCode::ALL
+            .into_iter()
+            .map(|code| {
+                let name = code.as_str().to_string();
+                (
+                    code,
+                    verifications
+                        .get_or_create(&CodeLabels { code: name })
+                        .clone(),
+                )
+            })
+            .collect();
         Arc::new(Metrics {
             registry,
             requests,

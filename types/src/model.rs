@@ -336,6 +336,17 @@ pub enum VerifyCode {
 }
 
 impl VerifyCode {
+    /// Every code, in declaration order.
+    pub const ALL: [VerifyCode; 7] = [
+        VerifyCode::Valid,
+        VerifyCode::Malformed,
+        VerifyCode::NotFound,
+        VerifyCode::Expired,
+        VerifyCode::Revoked,
+        VerifyCode::InsufficientPermissions,
+        VerifyCode::RateLimited,
+    ];
+
     /// The code as it appears on the wire (e.g. `NOT_FOUND`).
     pub const fn as_str(self) -> &'static str {
         match self {
@@ -493,16 +504,7 @@ mod tests {
 
     #[test]
     fn verify_codes_spell_as_serde_does() {
-        use VerifyCode::*;
-        for code in [
-            Valid,
-            Malformed,
-            NotFound,
-            Expired,
-            Revoked,
-            InsufficientPermissions,
-            RateLimited,
-        ] {
+        for code in VerifyCode::ALL {
             assert_eq!(
                 serde_json::to_value(code).unwrap(),
                 serde_json::Value::from(code.as_str())

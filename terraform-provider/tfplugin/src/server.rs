@@ -53,6 +53,13 @@ pub(crate) async fn guarded<T>(fut: impl Future<Output = Result<T>>) -> (Result<
 }
 
 /// `diags` followed by the collected warnings, in wire form.
+/// Runs a step whose only answer is diagnostics (the validate calls), under
+/// [`guarded`]: its errors, its warnings and any panic, as Terraform wants them.
+async fn diagnostics_of(step: impl Future<Output = Result<Diagnostics>>) -> Vec<pb::Diagnostic> {
+    let (result, warnings) = guarded(step).await;
+    with_warnings(result.unwrap_or_else(|d| d), &warnings)
+}
+
 fn with_warnings(diags: Diagnostics, warnings: &Diagnostics) -> Vec<pb::Diagnostic> {
     let mut all = diags;
     all.extend(warnings.clone());
@@ -268,7 +275,7 @@ impl<P: Provider> pb::provider_server::Provider for ProviderService<P> {
         request: Request<pb::validate_provider_config::Request>,
     ) -> RpcResult<pb::validate_provider_config::Response> {
         let req = request.into_inner();
-        let (result, warnings) = guarded(async {
+        let diagnostics = diagnostics_of(async {
             let config = decode(req.config.as_ref(), &self.provider_schema.value_type())?;
             let mut diags = Diagnostics::new();
             match P::Config::from_dynamic(config, &AttributePath::root()) {
@@ -281,9 +288,8 @@ impl<P: Provider> pb::provider_server::Provider for ProviderService<P> {
             Ok(diags)
         })
         .await;
-        let diags = result.unwrap_or_else(|d| d);
         Ok(Response::new(pb::validate_provider_config::Response {
-            diagnostics: with_warnings(diags, &warnings),
+            diagnostics,
         }))
     }
 
@@ -292,7 +298,7 @@ impl<P: Provider> pb::provider_server::Provider for ProviderService<P> {
         request: Request<pb::validate_resource_config::Request>,
     ) -> RpcResult<pb::validate_resource_config::Response> {
         let req = request.into_inner();
-        let (result, warnings) = guarded(async {
+        let diagnostics = diagnostics_of(async {
             let r = self.resource(&req.type_name)?;
             let config = decode(req.config.as_ref(), &r.schema().value_type())?;
             let mut diags = Diagnostics::new();
@@ -303,9 +309,8 @@ impl<P: Provider> pb::provider_server::Provider for ProviderService<P> {
             Ok(diags)
         })
         .await;
-        let diags = result.unwrap_or_else(|d| d);
         Ok(Response::new(pb::validate_resource_config::Response {
-            diagnostics: with_warnings(diags, &warnings),
+            diagnostics,
         }))
     }
 
@@ -314,15 +319,14 @@ impl<P: Provider> pb::provider_server::Provider for ProviderService<P> {
         request: Request<pb::validate_data_resource_config::Request>,
     ) -> RpcResult<pb::validate_data_resource_config::Response> {
         let req = request.into_inner();
-        let (result, warnings) = guarded(async {
+        let diagnostics = diagnostics_of(async {
             let d = self.data_source(&req.type_name)?;
             let config = decode(req.config.as_ref(), &d.schema().value_type())?;
             Ok(d.validate(config).await)
         })
         .await;
-        let diags = result.unwrap_or_else(|d| d);
         Ok(Response::new(pb::validate_data_resource_config::Response {
-            diagnostics: with_warnings(diags, &warnings),
+            diagnostics,
         }))
     }
 
@@ -331,17 +335,14 @@ impl<P: Provider> pb::provider_server::Provider for ProviderService<P> {
         request: Request<pb::validate_ephemeral_resource_config::Request>,
     ) -> RpcResult<pb::validate_ephemeral_resource_config::Response> {
         let req = request.into_inner();
-        let (result, warnings) = guarded(async {
+        let diagnostics = diagnostics_of(async {
             let e = self.ephemeral(&req.type_name)?;
             let config = decode(req.config.as_ref(), &e.schema().value_type())?;
             Ok(e.validate(config).await)
         })
         .await;
-        let diags = result.unwrap_or_else(|d| d);
         Ok(Response::new(
-            pb::validate_ephemeral_resource_config::Response {
-                diagnostics: with_warnings(diags, &warnings),
-            },
+            pb::validate_ephemeral_resource_config::Response { diagnostics },
         ))
     }
 
