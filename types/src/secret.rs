@@ -88,22 +88,30 @@ pub fn generate(prefix: &str) -> String {
 /// ```
 pub fn check(value: &str, expected_prefix: &str) -> Result<(), FormatError> {
     // This runs before any storage lookup on every presented value, so it
-    // works on bytes, decodes the checksum instead of re-encoding it, and
-    // allocates nothing.
+    // works on bytes, decodes the checksum instead of re-encoding it, looks
+    // each character up in one table without branching, and allocates nothing.
     let bytes = value.as_bytes();
     let underscore = bytes
         .iter()
         .position(|&b| b == b'_')
         .ok_or(FormatError::Shape)?;
     let rest = &bytes[underscore + 1..];
-    if rest.len() != RANDOM_LEN + CHECKSUM_LEN
-        || !rest[..RANDOM_LEN].iter().all(u8::is_ascii_alphanumeric)
-    {
+    if rest.len() != RANDOM_LEN + CHECKSUM_LEN {
         return Err(FormatError::Shape);
     }
+    let (random, sum) = rest.split_at(RANDOM_LEN);
+    let mut invalid = 0u8;
+    for &b in random {
+        invalid |= BASE62[usize::from(b)];
+    }
     let mut claimed: u64 = 0;
-    for &b in &rest[RANDOM_LEN..] {
-        claimed = claimed * 62 + u64::from(base62_digit(b).ok_or(FormatError::Shape)?);
+    for &b in sum {
+        let digit = BASE62[usize::from(b)];
+        invalid |= digit;
+        claimed = claimed * 62 + u64::from(digit & 0x3f);
+    }
+    if invalid & NOT_BASE62 != 0 {
+        return Err(FormatError::Shape);
     }
     if &bytes[..underscore] != expected_prefix.as_bytes() {
         return Err(FormatError::Prefix);
@@ -114,14 +122,19 @@ pub fn check(value: &str, expected_prefix: &str) -> Result<(), FormatError> {
     Ok(())
 }
 
-fn base62_digit(b: u8) -> Option<u8> {
-    match b {
-        b'0'..=b'9' => Some(b - b'0'),
-        b'A'..=b'Z' => Some(b - b'A' + 10),
-        b'a'..=b'z' => Some(b - b'a' + 36),
-        _ => None,
+/// Marks a byte that is not a base62 character in [`BASE62`].
+const NOT_BASE62: u8 = 0x80;
+
+/// Each byte's base62 digit, or [`NOT_BASE62`].
+const BASE62: [u8; 256] = {
+    let mut table = [NOT_BASE62; 256];
+    let mut i = 0;
+    while i < ALPHABET.len() {
+        table[ALPHABET[i] as usize] = i as u8;
+        i += 1;
     }
-}
+    table
+};
 
 /// The only form of a value ever shown after creation: `tko_…a1B2` (prefix and
 /// the last four characters, which belong to the checksum and carry no entropy
@@ -195,6 +208,16 @@ mod tests {
         #[test]
         fn check_never_panics(s in "\\PC{0,40}") {
             let _ = check(&s, "tko");
+        }
+
+        #[test]
+        fn changing_one_character_is_always_caught(pos in 4usize..32, c in proptest::char::any()) {
+            let value = generate("tko");
+            prop_assume!(value.chars().nth(pos) != Some(c));
+            let mut changed: Vec<char> = value.chars().collect();
+            changed[pos] = c;
+            let changed: String = changed.into_iter().collect();
+            prop_assert!(check(&changed, "tko").is_err());
         }
     }
 }
