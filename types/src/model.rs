@@ -209,12 +209,22 @@ pub struct CreateTokenRequest {
 }
 
 /// Response of create and regenerate: the token and its value, shown this once.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// `Debug` leaves the value out.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct TokenWithSecret {
     pub token: Token,
     /// The token value. It is not stored and cannot be shown again.
     pub secret: String,
+}
+
+impl std::fmt::Debug for TokenWithSecret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TokenWithSecret")
+            .field("token", &self.token)
+            .field("secret", &"<redacted>")
+            .finish()
+    }
 }
 
 /// Body of `PATCH /v1/tokens/{id}`: only `name`, `description` and `labels` may change.
@@ -306,8 +316,8 @@ pub struct Page<T> {
     pub next_page_token: Option<String>,
 }
 
-/// Body of `POST /v1/verify`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// Body of `POST /v1/verify`. `Debug` leaves the value out.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct VerifyRequest {
@@ -319,6 +329,16 @@ pub struct VerifyRequest {
     /// A resource the token must be allowed to act on.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resource: Option<ResourceRef>,
+}
+
+impl std::fmt::Debug for VerifyRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("VerifyRequest")
+            .field("token", &"<redacted>")
+            .field("permission", &self.permission)
+            .field("resource", &self.resource)
+            .finish()
+    }
 }
 
 /// Outcome codes of `POST /v1/verify`.
@@ -510,5 +530,16 @@ mod tests {
                 serde_json::Value::from(code.as_str())
             );
         }
+    }
+
+    #[test]
+    fn debug_never_shows_a_value() {
+        let value = crate::secret::generate("tko");
+        let req = VerifyRequest {
+            token: value.clone(),
+            permission: None,
+            resource: None,
+        };
+        assert!(!format!("{req:?}").contains(&value));
     }
 }
