@@ -457,6 +457,18 @@ impl MemServer {
             .collect()
     }
 
+    /// Calls `f` on every stored object of a resource (every namespace)
+    /// without copying them: cheap enough to poll a store of thousands.
+    /// The server waits while `f` runs.
+    pub fn inspect(&self, group: &str, plural: &str, mut f: impl FnMut(&Value)) {
+        let store = self.shared.store();
+        store
+            .objects
+            .iter()
+            .filter(|(k, _)| k.group == group && k.plural == plural)
+            .for_each(|(_, v)| f(v));
+    }
+
     /// Creates or updates objects from (multi-document) YAML or JSON, like
     /// `kubectl apply --server-side --force-conflicts` with field manager
     /// `kubectl`. CRDs take effect immediately, so a CRD and its instances may
