@@ -22,7 +22,7 @@ use futures::StreamExt;
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, StatefulSet};
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Patch, PatchParams};
-use kube::runtime::controller::{Action, Controller};
+use kube::runtime::controller::{Action, Config as ControllerConfig, Controller};
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::finalizer::{Event as Finalizer, finalizer};
 use kube::runtime::reflector::ObjectRef;
@@ -56,8 +56,15 @@ pub struct Context {
     pub metrics: Arc<Metrics>,
     /// How long after a deletion request a transient revoke failure is retried.
     pub cleanup_timeout: Duration,
+    /// How many `ApiToken`s one controller reconciles at once.
+    pub concurrency: u16,
     failures: Mutex<HashMap<String, u32>>,
 }
+
+/// Default of [`Context::concurrency`]: enough to keep a backend busy; a
+/// bound so that 10,000 new `ApiToken`s do not mean 10,000 reconciles (and
+/// their buffers) in flight.
+pub const DEFAULT_CONCURRENCY: u16 = 32;
 
 impl Context {
     pub fn new(
@@ -75,6 +82,7 @@ impl Context {
             hasher,
             metrics,
             cleanup_timeout,
+            concurrency: DEFAULT_CONCURRENCY,
             failures: Mutex::new(HashMap::new()),
         }
     }
@@ -120,7 +128,8 @@ pub async fn run(ctx: Arc<Context>, namespace: Option<&str>) {
             None => (Api::all(ctx.client.clone()), Api::all(ctx.client.clone())),
         };
     let owned = watcher::Config::default().labels(&format!("{K8S_MANAGED_BY}={MANAGED_BY_VALUE}"));
-    let controller = Controller::new(tokens, watcher::Config::default().any_semantic());
+    let controller = Controller::new(tokens, watcher::Config::default().any_semantic())
+        .with_config(ControllerConfig::default().concurrency(ctx.concurrency));
     // A backend that appears or changes wakes the ApiTokens that use it at once
     // (instead of at their next back-off).
     let store = controller.store();
