@@ -39,9 +39,9 @@ use tokenops_operator::crd::{self, ApiToken};
 
 /// Set in the environment of the re-run that acts as the backend.
 const BACKEND_ROLE: &str = "TOKENOPS_BENCH_BACKEND_DB";
-/// Reconciles the operator runs at once (`--concurrency`); the backend
-/// baseline keeps as many creates in flight.
-const CONCURRENCY: usize = 1000;
+/// Reconciles the operator runs at once (its default `--concurrency`); the
+/// backend baseline keeps as many creates in flight.
+const CONCURRENCY: usize = tokenops_operator::controller::DEFAULT_CONCURRENCY as usize;
 /// `ApiToken`s created through the Kubernetes API at once.
 const KUBE_CLIENTS: usize = 64;
 const NS: &str = "bench";
@@ -191,6 +191,7 @@ impl OperatorProcess {
             .env("KUBECONFIG", kubeconfig)
             .env("HTTP_ADDR", format!("127.0.0.1:{port}"))
             .env("RUST_LOG", "warn")
+            .env("CONCURRENCY", CONCURRENCY.to_string())
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
@@ -241,6 +242,67 @@ fn free_port() -> u16 {
         .port()
 }
 
+/// CPU time (user + system) of a process or thread, from its `stat` file, in seconds.
+fn cpu_seconds(stat: &str) -> f64 {
+    let stat = std::fs::read_to_string(stat).unwrap_or_default();
+    let fields: Vec<&str> = stat
+        .rsplit(')')
+        .next()
+        .unwrap_or("")
+        .split_whitespace()
+        .collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    (ticks(11) + ticks(12)) / 100.0
+}
+
+/// The `stat` file of kube-memserver's thread in this process.
+fn memserver_thread_stat(kube: &MemServer) -> String {
+    let want = format!("kube-memserver-{}", kube.addr().port());
+    for task in std::fs::read_dir("/proc/self/task").unwrap().flatten() {
+        let comm = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
+        // Thread names are cut to 15 bytes.
+        if want.starts_with(comm.trim()) && !comm.trim().is_empty() {
+            return task.path().join("stat").display().to_string();
+        }
+    }
+    String::new()
+}
+
+/// CPU seconds used so far by: the operator, the backend, kube-memserver, the rest of this process.
+struct Cpu {
+    operator: f64,
+    backend: f64,
+    memserver: f64,
+    bench: f64,
+}
+
+impl Cpu {
+    fn now(operator: u32, backend: u32, memserver: &str) -> Cpu {
+        let memserver = cpu_seconds(memserver);
+        Cpu {
+            operator: cpu_seconds(&format!("/proc/{operator}/stat")),
+            backend: cpu_seconds(&format!("/proc/{backend}/stat")),
+            memserver,
+            bench: cpu_seconds("/proc/self/stat") - memserver,
+        }
+    }
+
+    fn since(&self, before: &Cpu) -> String {
+        format!(
+            "CPU s: operator {:.2}, backend {:.2}, kube-memserver {:.2}, bench client {:.2}",
+            self.operator - before.operator,
+            self.backend - before.backend,
+            self.memserver - before.memserver,
+            self.bench - before.bench
+        )
+    }
+}
+
 /// `VmRSS` and `VmHWM` of a process, in MB.
 fn memory_mb(pid: u32) -> (f64, f64) {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
@@ -275,6 +337,52 @@ async fn http_get(base: &str, path: &str) -> String {
     try_http_get(base, path)
         .await
         .unwrap_or_else(|| panic!("GET {base}{path} failed"))
+}
+
+/// Requests by verb and resource, e.g. `Get apitokens: 2000`.
+fn request_breakdown(requests: &[kube_memserver::RequestRecord]) -> String {
+    let mut by = BTreeMap::<String, usize>::new();
+    for r in requests {
+        let what = match &r.subresource {
+            Some(sub) => format!("{:?} {}/{sub}", r.verb, r.resource),
+            None => format!("{:?} {}", r.verb, r.resource),
+        };
+        *by.entry(what).or_default() += 1;
+    }
+    let total: usize = by.values().sum();
+    let parts: Vec<String> = by.iter().map(|(k, v)| format!("{k} {v}")).collect();
+    format!("{total} ({})", parts.join(", "))
+}
+
+/// Backend requests between two `/metrics` texts, by method and route, with
+/// the server time they took.
+fn backend_breakdown(before: &str, after: &str) -> String {
+    let series = |text: &str, name: &str| -> BTreeMap<String, f64> {
+        text.lines()
+            .filter_map(|l| {
+                let (series, value) = l.rsplit_once(' ')?;
+                let rest = series.strip_prefix(name)?.strip_prefix('{')?;
+                Some((rest.trim_end_matches('}').to_string(), value.parse().ok()?))
+            })
+            .collect()
+    };
+    let count = |t| series(t, "tokenops_http_requests_total");
+    let secs = |t| series(t, "tokenops_http_request_duration_seconds_sum");
+    let (c0, c1, s0, s1) = (count(before), count(after), secs(before), secs(after));
+    let mut parts = Vec::new();
+    for (labels, n) in &c1 {
+        let n = n - c0.get(labels).copied().unwrap_or(0.0);
+        if n > 0.0 && !labels.contains("/metrics") {
+            parts.push(format!("{labels}: {n}"));
+        }
+    }
+    for (labels, t) in &s1 {
+        let t = t - s0.get(labels).copied().unwrap_or(0.0);
+        if t > 0.0 && !labels.contains("/metrics") {
+            parts.push(format!("{labels}: {t:.2} s"));
+        }
+    }
+    parts.join("; ")
 }
 
 /// Sum of the samples of `name` whose label set passes `keep`.
@@ -317,16 +425,19 @@ fn name_of(obj: &Value) -> (&str, &str) {
 /// How many `ApiToken`s in `ns` are Ready and have their Secret (read from the
 /// server's store directly, so the polling adds no requests).
 fn ready_with_secrets(kube: &MemServer, ns: &str) -> usize {
-    let secrets: std::collections::HashSet<String> = kube
-        .objects("", "secrets")
-        .iter()
-        .filter(|s| name_of(s).0 == ns)
-        .map(|s| name_of(s).1.to_string())
-        .collect();
-    kube.objects("tokenops.dev", "apitokens")
-        .iter()
-        .filter(|t| name_of(t).0 == ns && is_ready(t) && secrets.contains(name_of(t).1))
-        .count()
+    let mut secrets = std::collections::HashSet::new();
+    kube.inspect("", "secrets", |s| {
+        if name_of(s).0 == ns {
+            secrets.insert(name_of(s).1.to_string());
+        }
+    });
+    let mut ready = 0;
+    kube.inspect("tokenops.dev", "apitokens", |t| {
+        if name_of(t).0 == ns && is_ready(t) && secrets.contains(name_of(t).1) {
+            ready += 1;
+        }
+    });
+    ready
 }
 
 /// Polls `check` every [`POLL`] until it holds; panics after `limit`.
@@ -487,11 +598,13 @@ async fn run() {
     let mut baseline = Vec::new();
     for i in 0..repeat {
         let backend = BackendProcess::start(dir.path(), &format!("baseline-{i}"));
+        let cpu = cpu_seconds(&format!("/proc/{}/stat", backend.child.id()));
         let took = backend_creates(&backend, tokens, CONCURRENCY).await;
         println!(
-            "backend alone, run {}: {tokens} creates in {:.2} s",
+            "backend alone, run {}: {tokens} creates in {:.2} s; backend CPU {:.2} s",
             i + 1,
-            took.as_secs_f64()
+            took.as_secs_f64(),
+            cpu_seconds(&format!("/proc/{}/stat", backend.child.id())) - cpu
         );
         baseline.push(took.as_secs_f64());
     }
@@ -525,14 +638,18 @@ async fn run() {
         "the TokenBackends to be Ready",
         Duration::from_secs(60),
         async || {
-            kube.objects("tokenops.dev", "tokenbackends")
-                .iter()
-                .all(is_ready)
+            let mut all = true;
+            kube.inspect("tokenops.dev", "tokenbackends", |b| all &= is_ready(b));
+            all
         },
     )
     .await;
 
     let (rss_idle, _) = memory_mb(operator.pid());
+    let memserver_stat = memserver_thread_stat(&kube);
+    let cpu_before = Cpu::now(operator.pid(), backend.child.id(), &memserver_stat);
+    let kube_mark = kube.request_mark();
+    let backend_metrics = http_get(&backend.url, "/metrics").await;
     let start = Instant::now();
     let creating = create_api_tokens(
         &kube,
@@ -559,6 +676,18 @@ async fn run() {
         );
     }
     let operator_time = start.elapsed().as_secs_f64();
+    println!(
+        "operator: {tokens} Ready with Secrets in {operator_time:.2} s; {}",
+        Cpu::now(operator.pid(), backend.child.id(), &memserver_stat).since(&cpu_before)
+    );
+    println!(
+        "  Kubernetes requests: {}",
+        request_breakdown(&kube.requests_since(kube_mark))
+    );
+    println!(
+        "  backend requests: {}",
+        backend_breakdown(&backend_metrics, &http_get(&backend.url, "/metrics").await)
+    );
     let ratio = operator_time / baseline;
     rows.push(row(
         format!("operator: {tokens} ApiTokens created at once → Ready with Secrets"),
@@ -718,15 +847,17 @@ async fn run() {
         "the rotation tokens to be gone",
         Duration::from_secs(60),
         async || {
-            !kube
-                .objects("tokenops.dev", "apitokens")
-                .iter()
-                .any(|t| name_of(t).0 == ROTATION_NS)
+            let mut any = false;
+            kube.inspect("tokenops.dev", "apitokens", |t| {
+                any |= name_of(t).0 == ROTATION_NS
+            });
+            !any
         },
     )
     .await;
 
     // --- 5. memory with many ApiTokens ---
+    let cpu_before = Cpu::now(operator.pid(), backend.child.id(), &memserver_stat);
     let start = Instant::now();
     create_api_tokens(
         &kube,
@@ -743,6 +874,11 @@ async fn run() {
     )
     .await;
     let took = start.elapsed().as_secs_f64();
+    println!(
+        "memory phase: {} created and Ready in {took:.1} s; {}",
+        memory_tokens - tokens,
+        Cpu::now(operator.pid(), backend.child.id(), &memserver_stat).since(&cpu_before)
+    );
     let (rss_ready, _) = memory_mb(operator.pid());
     wait_quiet(&kube, &backend).await;
     let (rss, hwm) = memory_mb(operator.pid());
