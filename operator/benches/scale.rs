@@ -18,7 +18,8 @@
 //! `tokenops-operator` binary, with a kubeconfig pointing at kube-memserver).
 //!
 //! `BENCH_TOKENS` (default 1000), `BENCH_ROTATIONS` (100), `BENCH_MEMORY_TOKENS`
-//! (10000) and `BENCH_REPEAT` (3, for the backend baseline) scale it.
+//! (10000), `BENCH_REPEAT` (3, for the backend baseline) and `BENCH_CONCURRENCY`
+//! (the operator's default `--concurrency`) scale it.
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Write};
@@ -39,9 +40,14 @@ use tokenops_operator::crd::{self, ApiToken};
 
 /// Set in the environment of the re-run that acts as the backend.
 const BACKEND_ROLE: &str = "TOKENOPS_BENCH_BACKEND_DB";
-/// Reconciles the operator runs at once (its default `--concurrency`); the
-/// backend baseline keeps as many creates in flight.
-const CONCURRENCY: usize = tokenops_operator::controller::DEFAULT_CONCURRENCY as usize;
+/// Reconciles the operator runs at once (its default `--concurrency`, or
+/// `BENCH_CONCURRENCY`); the backend baseline keeps as many creates in flight.
+fn concurrency() -> usize {
+    env_num(
+        "BENCH_CONCURRENCY",
+        tokenops_operator::controller::DEFAULT_CONCURRENCY.into(),
+    )
+}
 /// `ApiToken`s created through the Kubernetes API at once.
 const KUBE_CLIENTS: usize = 64;
 const NS: &str = "bench";
@@ -191,7 +197,7 @@ impl OperatorProcess {
             .env("KUBECONFIG", kubeconfig)
             .env("HTTP_ADDR", format!("127.0.0.1:{port}"))
             .env("RUST_LOG", "warn")
-            .env("CONCURRENCY", CONCURRENCY.to_string())
+            .env("CONCURRENCY", concurrency().to_string())
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
@@ -422,22 +428,37 @@ fn name_of(obj: &Value) -> (&str, &str) {
     )
 }
 
-/// How many `ApiToken`s in `ns` are Ready and have their Secret (read from the
-/// server's store directly, so the polling adds no requests).
-fn ready_with_secrets(kube: &MemServer, ns: &str) -> usize {
+/// How many `ApiToken`s in `ns` are Ready (read from the server's store
+/// directly, so the polling adds no requests).
+fn ready(kube: &MemServer, ns: &str) -> usize {
+    let mut ready = 0;
+    kube.inspect("tokenops.dev", "apitokens", |t| {
+        if name_of(t).0 == ns && is_ready(t) {
+            ready += 1;
+        }
+    });
+    ready
+}
+
+/// Whether all `n` `ApiToken`s in `ns` are Ready and have their Secret.
+fn all_ready_with_secrets(kube: &MemServer, ns: &str, n: usize) -> bool {
+    // The cheap count first: it is what changes while we wait.
+    if ready(kube, ns) < n {
+        return false;
+    }
     let mut secrets = std::collections::HashSet::new();
     kube.inspect("", "secrets", |s| {
         if name_of(s).0 == ns {
             secrets.insert(name_of(s).1.to_string());
         }
     });
-    let mut ready = 0;
+    let mut with_secret = 0;
     kube.inspect("tokenops.dev", "apitokens", |t| {
         if name_of(t).0 == ns && is_ready(t) && secrets.contains(name_of(t).1) {
-            ready += 1;
+            with_secret += 1;
         }
     });
-    ready
+    with_secret == n
 }
 
 /// Polls `check` every [`POLL`] until it holds; panics after `limit`.
@@ -590,7 +611,8 @@ async fn run() {
     println!(
         "tokenops-operator benchmark: {tokens} ApiTokens, {rotations} rotations, {memory_tokens} for memory; \
          kube-memserver in this process, tokenops-server (SQLite) and tokenops-operator in their own; \
-         {CONCURRENCY} reconciles / creates in flight; 2 cores shared by all\n"
+         {} reconciles / creates in flight; 2 cores shared by all\n",
+        concurrency()
     );
     let mut rows = Vec::new();
 
@@ -599,7 +621,7 @@ async fn run() {
     for i in 0..repeat {
         let backend = BackendProcess::start(dir.path(), &format!("baseline-{i}"));
         let cpu = cpu_seconds(&format!("/proc/{}/stat", backend.child.id()));
-        let took = backend_creates(&backend, tokens, CONCURRENCY).await;
+        let took = backend_creates(&backend, tokens, concurrency()).await;
         println!(
             "backend alone, run {}: {tokens} creates in {:.2} s; backend CPU {:.2} s",
             i + 1,
@@ -610,7 +632,10 @@ async fn run() {
     }
     let baseline = median(baseline);
     rows.push(row(
-        format!("backend alone: {tokens} creates ({CONCURRENCY} in flight), median of {repeat}"),
+        format!(
+            "backend alone: {tokens} creates ({} in flight), median of {repeat}",
+            concurrency()
+        ),
         format!("{baseline:.2} s ({:.0}/s)", tokens as f64 / baseline),
         "—",
         None,
@@ -665,13 +690,13 @@ async fn run() {
             _ = &mut creating, if !created => created = true,
             _ = tokio::time::sleep(POLL) => {}
         }
-        if created && ready_with_secrets(&kube, NS) == tokens {
+        if created && all_ready_with_secrets(&kube, NS, tokens) {
             break;
         }
         assert!(
             start.elapsed() < Duration::from_secs(600),
             "timed out: {} of {tokens} Ready (operator log: {})",
-            ready_with_secrets(&kube, NS),
+            ready(&kube, NS),
             log.display()
         );
     }
@@ -777,7 +802,7 @@ async fn run() {
     wait_for(
         "the rotation tokens to be Ready",
         Duration::from_secs(60),
-        async || ready_with_secrets(&kube, ROTATION_NS) == rotations,
+        async || all_ready_with_secrets(&kube, ROTATION_NS, rotations),
     )
     .await;
     let mut due: BTreeMap<String, DateTime<Utc>> = BTreeMap::new();
@@ -870,7 +895,7 @@ async fn run() {
     wait_for(
         "all ApiTokens to be Ready",
         Duration::from_secs(1200),
-        async || ready_with_secrets(&kube, NS) == memory_tokens,
+        async || all_ready_with_secrets(&kube, NS, memory_tokens),
     )
     .await;
     let took = start.elapsed().as_secs_f64();
