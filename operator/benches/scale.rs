@@ -462,11 +462,21 @@ fn all_ready_with_secrets(kube: &MemServer, ns: &str, n: usize) -> bool {
 }
 
 /// Polls `check` every [`POLL`] until it holds; panics after `limit`.
-async fn wait_for(what: &str, limit: Duration, mut check: impl AsyncFnMut() -> bool) {
+async fn wait_for(what: &str, limit: Duration, check: impl AsyncFnMut() -> bool) {
+    wait_every(POLL, what, limit, check).await
+}
+
+/// Polls `check` every `every` until it holds; panics after `limit`.
+async fn wait_every(
+    every: Duration,
+    what: &str,
+    limit: Duration,
+    mut check: impl AsyncFnMut() -> bool,
+) {
     let deadline = Instant::now() + limit;
     while !check().await {
         assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(POLL).await;
+        tokio::time::sleep(every).await;
     }
 }
 
@@ -892,7 +902,9 @@ async fn run() {
         None,
     )
     .await;
-    wait_for(
+    // Not a timed figure: poll 10,000 objects less often.
+    wait_every(
+        Duration::from_millis(500),
         "all ApiTokens to be Ready",
         Duration::from_secs(1200),
         async || all_ready_with_secrets(&kube, NS, memory_tokens),
