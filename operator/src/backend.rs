@@ -1,8 +1,12 @@
 //! The dereference step: an `ApiToken`'s `spec.backendRef` (or a backend
 //! named in its status) into a ready [`tokenops_client::Client`].
 
+use std::collections::HashMap;
+use std::sync::{LazyLock, Mutex};
+
 use k8s_openapi::api::core::v1::Secret;
 use kube::{Api, ResourceExt};
+use sha2::{Digest, Sha256};
 use tokenops_client::Client;
 use tokenops_client::secrecy::SecretString;
 
@@ -134,18 +138,52 @@ pub async fn resolve(kube: &kube::Client, at: &BackendLocation) -> Result<Backen
                 settings.secret_namespace, settings.secret_name, settings.secret_key
             ))
         })?;
-    let mut builder = Client::builder(settings.url)
-        .token(SecretString::from(token.trim().to_string()))
-        .user_agent(concat!("tokenops-operator/", env!("CARGO_PKG_VERSION")));
-    if let Some(ca) = settings.ca_bundle.filter(|c| !c.trim().is_empty()) {
-        builder = builder.ca_cert_pem(ca.into_bytes());
-    }
-    let client = builder.build()?;
+    let ca = settings.ca_bundle.filter(|c| !c.trim().is_empty());
+    let client = client_for(settings.url, token.trim(), ca)?;
     Ok(Backend {
         id: at.id(),
         project: settings.project,
         client,
     })
+}
+
+/// Clients already built, by a hash of what they were built from (endpoint,
+/// token, CA). Every reconcile still reads the backend object and its
+/// credentials, but one with the same settings as before reuses the client:
+/// its TLS setup and its open connections, instead of a new handshake per
+/// reconcile.
+static CLIENTS: LazyLock<Mutex<HashMap<[u8; 32], Client>>> = LazyLock::new(Default::default);
+
+/// More distinct settings than this (credentials rotated many times) start the cache afresh.
+const MAX_CACHED_CLIENTS: usize = 256;
+
+fn client_for(url: String, token: &str, ca: Option<String>) -> Result<Client> {
+    let mut hash = Sha256::new();
+    for part in [
+        url.as_bytes(),
+        token.as_bytes(),
+        ca.as_deref().unwrap_or("").as_bytes(),
+    ] {
+        hash.update((part.len() as u64).to_le_bytes());
+        hash.update(part);
+    }
+    let key: [u8; 32] = hash.finalize().into();
+    let mut clients = CLIENTS.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(client) = clients.get(&key) {
+        return Ok(client.clone());
+    }
+    let mut builder = Client::builder(url)
+        .token(SecretString::from(token.to_string()))
+        .user_agent(concat!("tokenops-operator/", env!("CARGO_PKG_VERSION")));
+    if let Some(ca) = ca {
+        builder = builder.ca_cert_pem(ca.into_bytes());
+    }
+    let client = builder.build()?;
+    if clients.len() >= MAX_CACHED_CLIENTS {
+        clients.clear();
+    }
+    clients.insert(key, client.clone());
+    Ok(client)
 }
 
 #[cfg(test)]
@@ -169,5 +207,18 @@ mod tests {
             assert_eq!(BackendLocation::parse(&loc.id()), Some(loc));
         }
         assert_eq!(BackendLocation::parse("Other/x/y"), None);
+    }
+
+    #[test]
+    fn a_backend_client_is_reused_only_for_the_same_settings() {
+        let url = "http://backend.invalid:8080".to_string();
+        let a = client_for(url.clone(), "tko_one", None).unwrap();
+        let b = client_for(url.clone(), "tko_one", None).unwrap();
+        let key = |c: &Client| format!("{:p}", c.endpoint());
+        assert_eq!(key(&a), key(&b), "same settings, same client");
+        let other_token = client_for(url.clone(), "tko_two", None).unwrap();
+        assert_ne!(key(&a), key(&other_token));
+        let other_url = client_for("http://elsewhere.invalid".into(), "tko_one", None).unwrap();
+        assert_ne!(key(&a), key(&other_url));
     }
 }

@@ -23,7 +23,7 @@ use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, StatefulSet};
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Patch, PatchParams};
 use kube::core::PartialObjectMeta;
-use kube::runtime::controller::{Action, Controller};
+use kube::runtime::controller::{Action, Config as ControllerConfig, Controller};
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::finalizer::{Event as Finalizer, finalizer};
 use kube::runtime::reflector::ObjectRef;
@@ -59,8 +59,15 @@ pub struct Context {
     pub cleanup_timeout: Duration,
     /// Back-off of a failing `ApiToken`.
     pub backoff: crate::error::Backoff,
+    /// How many `ApiToken`s one controller reconciles at once.
+    pub concurrency: u16,
     failures: Mutex<HashMap<String, u32>>,
 }
+
+/// Default of [`Context::concurrency`]: enough to keep a backend busy; a
+/// bound so that 10,000 new `ApiToken`s do not mean 10,000 reconciles (and
+/// their buffers) in flight.
+pub const DEFAULT_CONCURRENCY: u16 = 32;
 
 impl Context {
     pub fn new(
@@ -79,6 +86,7 @@ impl Context {
             metrics,
             cleanup_timeout,
             backoff: crate::error::Backoff::default(),
+            concurrency: DEFAULT_CONCURRENCY,
             failures: Mutex::new(HashMap::new()),
         }
     }
@@ -139,7 +147,8 @@ pub async fn run(ctx: Arc<Context>, namespace: Option<&str>) {
             None => (Api::all(ctx.client.clone()), Api::all(ctx.client.clone())),
         };
     let owned = watcher::Config::default().labels(&format!("{K8S_MANAGED_BY}={MANAGED_BY_VALUE}"));
-    let controller = Controller::new(tokens, watcher::Config::default().any_semantic());
+    let controller = Controller::new(tokens, watcher::Config::default().any_semantic())
+        .with_config(ControllerConfig::default().concurrency(ctx.concurrency));
     // A backend that appears or changes wakes the ApiTokens that use it at once
     // (instead of at their next back-off); so does its credentials Secret.
     let store = controller.store();

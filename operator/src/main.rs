@@ -46,6 +46,10 @@ struct Cli {
     #[arg(long, env = "CLEANUP_TIMEOUT", default_value = "15m", value_parser = parse_duration)]
     cleanup_timeout: Duration,
 
+    /// How many ApiTokens are reconciled at once (per watched namespace).
+    #[arg(long, env = "CONCURRENCY", default_value_t = tokenops_operator::controller::DEFAULT_CONCURRENCY)]
+    concurrency: u16,
+
     /// Log as JSON.
     #[arg(long, env = "LOG_JSON", default_value_t = false)]
     log_json: bool,
@@ -94,6 +98,7 @@ async fn main() -> anyhow::Result<()> {
             .then(|| LeaseConfig::new(&cli.lease_namespace, &cli.lease_name, &identity)),
         hash_key,
         cleanup_timeout: cli.cleanup_timeout,
+        concurrency: cli.concurrency,
     };
     let client = kube::Client::try_default().await?;
     tokenops_operator::run(client, config).await

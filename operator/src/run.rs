@@ -52,6 +52,8 @@ pub struct Config {
     pub hash_key: Option<Vec<u8>>,
     /// How long a deletion waits for a backend that is down.
     pub cleanup_timeout: Duration,
+    /// How many `ApiToken`s are reconciled at once (per watched namespace).
+    pub concurrency: u16,
 }
 
 impl Default for Config {
@@ -62,6 +64,7 @@ impl Default for Config {
             leader_election: None,
             hash_key: None,
             cleanup_timeout: Duration::from_secs(15 * 60),
+            concurrency: controller::DEFAULT_CONCURRENCY,
         }
     }
 }
@@ -121,12 +124,14 @@ pub async fn run_with_metrics(
     if let Some(e) = &elector {
         e.acquire().await;
     }
-    let ctx = Arc::new(Context::new(
+    let mut ctx = Context::new(
         client,
         ValueHasher::new(config.hash_key.clone()),
         metrics,
         config.cleanup_timeout,
-    ));
+    );
+    ctx.concurrency = config.concurrency.max(1);
+    let ctx = Arc::new(ctx);
     match &elector {
         None => run_controllers(ctx, &config.namespaces).await,
         Some(e) => {

@@ -457,6 +457,53 @@ impl MemServer {
             .collect()
     }
 
+    /// Calls `f` on every stored object of a resource (every namespace)
+    /// without copying them: cheap enough to poll a store of thousands.
+    /// The server waits while `f` runs.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// use k8s_openapi::api::core::v1::{ConfigMap, Secret};
+    /// use kube::api::{Api, PostParams};
+    ///
+    /// let server = kube_memserver::MemServer::start().await;
+    /// for ns in ["a", "b"] {
+    ///     let mut s = Secret::default();
+    ///     s.metadata.name = Some("s".into());
+    ///     Api::<Secret>::namespaced(server.client(), ns)
+    ///         .create(&PostParams::default(), &s)
+    ///         .await
+    ///         .unwrap();
+    /// }
+    /// let mut c = ConfigMap::default();
+    /// c.metadata.name = Some("c".into());
+    /// Api::<ConfigMap>::namespaced(server.client(), "a")
+    ///     .create(&PostParams::default(), &c)
+    ///     .await
+    ///     .unwrap();
+    ///
+    /// let mut secrets = 0;
+    /// server.inspect("", "secrets", |_| secrets += 1);
+    /// assert_eq!(secrets, 2);
+    /// # }
+    /// ```
+    pub fn inspect(&self, group: &str, plural: &str, mut f: impl FnMut(&Value)) {
+        let store = self.shared.store();
+        // Keys sort by group, then plural: one resource is one contiguous range.
+        let first = store::ObjKey {
+            group: group.into(),
+            plural: plural.into(),
+            namespace: String::new(),
+            name: String::new(),
+        };
+        store
+            .objects
+            .range(first..)
+            .take_while(|(k, _)| k.group == group && k.plural == plural)
+            .for_each(|(_, v)| f(v));
+    }
+
     /// Creates or updates objects from (multi-document) YAML or JSON, like
     /// `kubectl apply --server-side --force-conflicts` with field manager
     /// `kubectl`. CRDs take effect immediately, so a CRD and its instances may

@@ -1,6 +1,9 @@
 //! Light structural-schema handling for custom resources: defaults, pruning of
 //! unknown fields, and type/required/enum checks. No CEL, no formats.
 
+use std::collections::HashMap;
+use std::sync::{LazyLock, Mutex};
+
 use serde_json::{Map, Value};
 
 fn preserves_unknown(schema: &Value) -> bool {
@@ -69,6 +72,19 @@ fn walk(schema: &Value, v: &mut Value, path: &str, root: bool, errors: &mut Vec<
 
 /// `minimum`/`maximum`, `minLength`/`maxLength`/`pattern`, `minItems`/`maxItems`,
 /// `minProperties`/`maxProperties`.
+/// Whether `s` matches the schema `pattern`; `None` for a pattern this regex
+/// engine cannot compile (then it is not checked). Compiled patterns are kept:
+/// a CRD's few patterns are checked on every write of its objects.
+fn matches_pattern(pattern: &str, s: &str) -> Option<bool> {
+    static COMPILED: LazyLock<Mutex<HashMap<String, Option<regex::Regex>>>> =
+        LazyLock::new(Default::default);
+    let mut compiled = COMPILED.lock().unwrap_or_else(|e| e.into_inner());
+    if !compiled.contains_key(pattern) {
+        compiled.insert(pattern.to_string(), regex::Regex::new(pattern).ok());
+    }
+    compiled[pattern].as_ref().map(|re| re.is_match(s))
+}
+
 fn check_bounds(schema: &Value, v: &Value, path: &str, errors: &mut Vec<String>) {
     let num = |k: &str| schema.get(k).and_then(Value::as_f64);
     let count = |k: &str| schema.get(k).and_then(Value::as_u64);
@@ -102,8 +118,7 @@ fn check_bounds(schema: &Value, v: &Value, path: &str, errors: &mut Vec<String>)
                 ));
             }
             if let Some(pattern) = schema.get("pattern").and_then(Value::as_str)
-                && let Ok(re) = regex::Regex::new(pattern)
-                && !re.is_match(s)
+                && matches_pattern(pattern, s) == Some(false)
             {
                 errors.push(format!(
                     "{path}: Invalid value: {s:?}: {path} in body should match '{pattern}'"

@@ -146,6 +146,9 @@ pub(crate) struct Store {
     pub require_namespaces: bool,
     pub rv_tx: watch::Sender<u64>,
     pub gc_notify: Arc<Notify>,
+    /// Where each stored object is, by UID: lets a write tell whether its
+    /// owners exist without scanning every object.
+    pub by_uid: HashMap<String, ObjKey>,
 }
 
 pub(crate) fn now() -> String {
@@ -283,6 +286,7 @@ impl Store {
             require_namespaces: false,
             rv_tx,
             gc_notify,
+            by_uid: HashMap::new(),
         };
         let ns_type = store.types[&(String::new(), "namespaces".to_string())].clone();
         for ns in ["default", "kube-system", "kube-public", "kube-node-lease"] {
@@ -326,6 +330,14 @@ impl Store {
             EventType::Deleted => self.objects.remove(&key),
             _ => self.objects.insert(key.clone(), obj.clone()),
         };
+        if let Some(uid) = old.as_ref().and_then(|o| meta_str(o, "uid")) {
+            self.by_uid.remove(uid);
+        }
+        if kind != EventType::Deleted
+            && let Some(uid) = meta_str(&obj, "uid")
+        {
+            self.by_uid.insert(uid.to_string(), key.clone());
+        }
         self.history.push_back(Arc::new(StoredEvent {
             rv: self.rv,
             group: key.group.clone(),
@@ -341,9 +353,10 @@ impl Store {
             }
         }
         self.rv_tx.send_replace(self.rv);
-        // Only deletions, dependents and objects being deleted can give the
-        // garbage collector work.
-        if kind == EventType::Deleted || is_deleting(&obj) || !owner_uids(&obj).is_empty() {
+        // Only deletions, objects being deleted and dependents of owners that
+        // are gone or being deleted can give the garbage collector work (a
+        // full pass looks at every object, so not after every write).
+        if kind == EventType::Deleted || is_deleting(&obj) || self.has_gone_owner(&obj) {
             self.gc_notify.notify_one();
         }
         if key.group == CRD_GROUP && key.plural == CRD_PLURAL {
@@ -353,6 +366,16 @@ impl Store {
             self.namespace_deleted(&key.name);
         }
         obj
+    }
+
+    /// Whether an owner of `obj` does not exist or is being deleted.
+    fn has_gone_owner(&self, obj: &Value) -> bool {
+        owner_uids(obj).iter().any(|uid| {
+            self.by_uid
+                .get(uid)
+                .and_then(|key| self.objects.get(key))
+                .is_none_or(is_deleting)
+        })
     }
 
     fn crd_changed(&mut self, crd: &Value, kind: EventType) {
