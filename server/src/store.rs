@@ -96,6 +96,19 @@ pub enum Insert {
     KeyExists(TokenRow),
 }
 
+/// Up to this many tokens with a label, a list by that label starts from the
+/// label index and sorts what it finds.
+const SELECTIVE_LABEL_ROWS: i64 = 1000;
+
+/// [`COLUMNS`] with each column prefixed by a table alias.
+fn qualified_columns(alias: &str) -> String {
+    COLUMNS
+        .split(',')
+        .map(|c| format!("{alias}.{}", c.trim()))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 pub fn to_time(us: i64) -> DateTime<Utc> {
     DateTime::from_timestamp_micros(us).unwrap_or_default()
 }
@@ -432,6 +445,22 @@ impl Store {
     }
 
     /// One page of a project's tokens ordered by creation, after `cursor`.
+    /// Whether at most [`SELECTIVE_LABEL_ROWS`] tokens carry `key=value`
+    /// (counted from the label index, stopping there).
+    async fn label_is_selective(&self, key: &str, value: &str) -> anyhow::Result<bool> {
+        let sql = format!(
+            "SELECT COUNT(*) AS n FROM (SELECT 1 AS one FROM token_labels WHERE key = $1 AND value = $2 LIMIT {}) s",
+            SELECTIVE_LABEL_ROWS + 1
+        );
+        let row = sqlx::query(&sql)
+            .bind(key)
+            .bind(value)
+            .fetch_one(&self.pool)
+            .await?;
+        let n: i64 = row.try_get("n")?;
+        Ok(n <= SELECTIVE_LABEL_ROWS)
+    }
+
     pub async fn list(
         &self,
         project: &str,
@@ -440,33 +469,56 @@ impl Store {
         limit: u32,
         now: i64,
     ) -> anyhow::Result<Vec<TokenRow>> {
-        let mut sql = format!("SELECT {COLUMNS} FROM tokens WHERE project = $1");
+        // A selective label (few tokens carry it, e.g. the operator's
+        // `tokenops.dev/apitoken-uid`) drives the query from the label index,
+        // and its handful of rows is sorted; otherwise the project's tokens are
+        // walked in page order and each is checked against the labels. A plain
+        // `id IN (…)` leaves that choice to SQLite, which (without statistics)
+        // walks every token of the project even for one match. `CROSS JOIN`
+        // fixes SQLite's join order; PostgreSQL plans it as any inner join.
+        let driving = match filter.labels.first() {
+            Some((k, v)) if self.label_is_selective(k, v).await? => Some((k, v)),
+            _ => None,
+        };
+        let mut sql = match driving {
+            Some(_) => format!(
+                "SELECT {} FROM token_labels d CROSS JOIN tokens t \
+                 WHERE d.key = $2 AND d.value = $3 AND t.id = d.token_id AND t.project = $1",
+                qualified_columns("t")
+            ),
+            None => format!("SELECT {COLUMNS} FROM tokens t WHERE t.project = $1"),
+        };
+        let mut binds: Vec<Bind> = vec![Bind::Text(project.to_string())];
         let mut n = 1;
+        if let Some((k, v)) = driving {
+            binds.push(Bind::Text(k.clone()));
+            binds.push(Bind::Text(v.clone()));
+            n = 3;
+        }
         let mut next = || {
             n += 1;
             format!("${n}")
         };
-        let mut binds: Vec<Bind> = vec![Bind::Text(project.to_string())];
         if let Some(status) = filter.status {
             use tokenops_types::TokenStatus::*;
             let p = next();
             sql.push_str(&match status {
-                Active => {
-                    format!(" AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > {p})")
-                }
-                Expired => format!(" AND revoked_at IS NULL AND expires_at <= {p}"),
-                Revoked => format!(" AND revoked_at IS NOT NULL AND {p} = {p}"),
+                Active => format!(
+                    " AND t.revoked_at IS NULL AND (t.expires_at IS NULL OR t.expires_at > {p})"
+                ),
+                Expired => format!(" AND t.revoked_at IS NULL AND t.expires_at <= {p}"),
+                Revoked => format!(" AND t.revoked_at IS NOT NULL AND {p} = {p}"),
             });
             binds.push(Bind::Int(now));
         }
         if let Some(name) = &filter.name {
-            sql.push_str(&format!(" AND name = {}", next()));
+            sql.push_str(&format!(" AND t.name = {}", next()));
             binds.push(Bind::Text(name.clone()));
         }
-        for (k, v) in &filter.labels {
+        for (k, v) in filter.labels.iter().skip(usize::from(driving.is_some())) {
             let (pk, pv) = (next(), next());
             sql.push_str(&format!(
-                " AND id IN (SELECT token_id FROM token_labels WHERE key = {pk} AND value = {pv})"
+                " AND t.id IN (SELECT token_id FROM token_labels WHERE key = {pk} AND value = {pv})"
             ));
             binds.push(Bind::Text(k.clone()));
             binds.push(Bind::Text(v.clone()));
@@ -474,13 +526,13 @@ impl Store {
         if let Some((at, id)) = after {
             let (p1, p2, p3) = (next(), next(), next());
             sql.push_str(&format!(
-                " AND (created_at > {p1} OR (created_at = {p2} AND id > {p3}))"
+                " AND (t.created_at > {p1} OR (t.created_at = {p2} AND t.id > {p3}))"
             ));
             binds.push(Bind::Int(*at));
             binds.push(Bind::Int(*at));
             binds.push(Bind::Text(id.clone()));
         }
-        sql.push_str(&format!(" ORDER BY created_at, id LIMIT {}", next()));
+        sql.push_str(&format!(" ORDER BY t.created_at, t.id LIMIT {}", next()));
         binds.push(Bind::Int(i64::from(limit)));
         let mut q = sqlx::query(&sql);
         for b in binds {

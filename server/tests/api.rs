@@ -21,6 +21,7 @@ on_both_backends!(
     regenerate_keeps_the_id_and_grace_period_ends_the_old_value,
     bulk_revoke_by_selector_and_by_ids,
     pagination_visits_every_token_once,
+    label_lists_page_alike_for_rare_and_common_labels,
     every_bad_input_gets_a_problem_naming_the_field,
     delete_removes_the_token_but_keeps_its_audit_trail,
     idempotent_create_and_regenerate_never_duplicate,
@@ -470,6 +471,77 @@ async fn bulk_revoke_by_selector_and_by_ids(srv: TestServer) {
             .len(),
         4
     );
+}
+
+/// Pages of a label list, in order, with their ids.
+async fn pages_of(api: &Api, owner: &str, query: &str) -> Vec<String> {
+    let mut ids = vec![];
+    let mut next: Option<String> = None;
+    loop {
+        let path = match &next {
+            Some(t) => format!("/v1/tokens?{query}&limit=400&page_token={t}"),
+            None => format!("/v1/tokens?{query}&limit=400"),
+        };
+        let r = api.get(&path, owner).await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+        for t in r.body["items"].as_array().unwrap() {
+            ids.push(t["id"].as_str().unwrap().to_string());
+        }
+        match r.body["next_page_token"].as_str() {
+            Some(t) => next = Some(t.to_string()),
+            None => return ids,
+        }
+    }
+}
+
+/// A label few tokens carry is looked up from the label index, one most
+/// tokens carry by walking the project's tokens (more than 1,000 rows): both
+/// give every match once, in creation order, across pages.
+async fn label_lists_page_alike_for_rare_and_common_labels(srv: TestServer) {
+    let api = Api::new(srv.url());
+    let owner = srv.owner_token();
+    let mut created = vec![];
+    for chunk in 0..11 {
+        let batch = (0..100).map(|i| {
+            let n = chunk * 100 + i;
+            let labels = if n % 400 == 7 {
+                json!({"common": "yes", "rare": "yes"})
+            } else {
+                json!({"common": "yes"})
+            };
+            let api = &api;
+            let owner = &owner;
+            async move {
+                let (id, _) = api
+                    .create(owner, json!({"name": format!("l{n}"), "role": "read-only", "lifetime": "1h", "labels": labels}))
+                    .await;
+                (n, id)
+            }
+        });
+        created.extend(futures::future::join_all(batch).await);
+    }
+    api.create(
+        &owner,
+        json!({"name": "other", "role": "read-only", "lifetime": "1h", "labels": {"common": "no"}}),
+    )
+    .await;
+    let all: HashSet<String> = created.iter().map(|(_, id)| id.clone()).collect();
+    let rare: HashSet<String> = created
+        .iter()
+        .filter(|(n, _)| n % 400 == 7)
+        .map(|(_, id)| id.clone())
+        .collect();
+    let common = pages_of(&api, &owner, "label=common%3Dyes").await;
+    assert_eq!(common.len(), 1100);
+    assert_eq!(common.iter().cloned().collect::<HashSet<_>>(), all);
+    let unfiltered = pages_of(&api, &owner, "label=common%3Dyes%2Crare%3Dyes").await;
+    assert_eq!(unfiltered.iter().cloned().collect::<HashSet<_>>(), rare);
+    let rare_first = pages_of(&api, &owner, "label=rare%3Dyes%2Ccommon%3Dyes").await;
+    assert_eq!(rare_first, unfiltered, "the same tokens in the same order");
+    // both plans return creation order: the common list, restricted to the
+    // rare tokens, is the rare list
+    let order: Vec<&String> = common.iter().filter(|id| rare.contains(*id)).collect();
+    assert_eq!(order, rare_first.iter().collect::<Vec<_>>());
 }
 
 async fn pagination_visits_every_token_once(srv: TestServer) {
