@@ -469,17 +469,21 @@ impl Store {
         limit: u32,
         now: i64,
     ) -> anyhow::Result<Vec<TokenRow>> {
-        // A selective label (few tokens carry it, e.g. the operator's
+        // The first selective label (few tokens carry it, e.g. the operator's
         // `tokenops.dev/apitoken-uid`) drives the query from the label index,
         // and its handful of rows is sorted; otherwise the project's tokens are
         // walked in page order and each is checked against the labels. A plain
         // `id IN (…)` leaves that choice to SQLite, which (without statistics)
         // walks every token of the project even for one match. `CROSS JOIN`
         // fixes SQLite's join order; PostgreSQL plans it as any inner join.
-        let driving = match filter.labels.first() {
-            Some((k, v)) if self.label_is_selective(k, v).await? => Some((k, v)),
-            _ => None,
-        };
+        let mut driving_at = None;
+        for (i, (k, v)) in filter.labels.iter().enumerate() {
+            if self.label_is_selective(k, v).await? {
+                driving_at = Some(i);
+                break;
+            }
+        }
+        let driving = driving_at.map(|i| &filter.labels[i]);
         let mut sql = match driving {
             Some(_) => format!(
                 "SELECT {} FROM token_labels d CROSS JOIN tokens t \
@@ -515,7 +519,12 @@ impl Store {
             sql.push_str(&format!(" AND t.name = {}", next()));
             binds.push(Bind::Text(name.clone()));
         }
-        for (k, v) in filter.labels.iter().skip(usize::from(driving.is_some())) {
+        for (_, (k, v)) in filter
+            .labels
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| Some(*i) != driving_at)
+        {
             let (pk, pv) = (next(), next());
             sql.push_str(&format!(
                 " AND t.id IN (SELECT token_id FROM token_labels WHERE key = {pk} AND value = {pv})"
