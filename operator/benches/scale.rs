@@ -26,6 +26,7 @@ use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::time::{Duration, Instant};
+use tokenops_testkit::procfs::{cpu_seconds, free_port, memory_mb};
 
 use chrono::{DateTime, Utc};
 use futures::StreamExt;
@@ -240,32 +241,6 @@ impl Drop for OperatorProcess {
     }
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// CPU time (user + system) of a process or thread, from its `stat` file, in seconds.
-fn cpu_seconds(stat: &str) -> f64 {
-    let stat = std::fs::read_to_string(stat).unwrap_or_default();
-    let fields: Vec<&str> = stat
-        .rsplit(')')
-        .next()
-        .unwrap_or("")
-        .split_whitespace()
-        .collect();
-    let ticks = |i: usize| {
-        fields
-            .get(i)
-            .and_then(|v| v.parse::<f64>().ok())
-            .unwrap_or(0.0)
-    };
-    (ticks(11) + ticks(12)) / 100.0
-}
-
 /// The `stat` file of kube-memserver's thread in this process.
 fn memserver_thread_stat(kube: &MemServer) -> String {
     let want = format!("kube-memserver-{}", kube.addr().port());
@@ -307,21 +282,6 @@ impl Cpu {
             self.bench - before.bench
         )
     }
-}
-
-/// `VmRSS` and `VmHWM` of a process, in MB.
-fn memory_mb(pid: u32) -> (f64, f64) {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    let field = |name: &str| {
-        status
-            .lines()
-            .find(|l| l.starts_with(name))
-            .and_then(|l| l.split_whitespace().nth(1))
-            .and_then(|v| v.parse::<f64>().ok())
-            .unwrap_or(0.0)
-            / 1024.0
-    };
-    (field("VmRSS:"), field("VmHWM:"))
 }
 
 // ---- plain HTTP for /metrics ------------------------------------------------

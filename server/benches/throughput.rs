@@ -32,14 +32,6 @@ fn env_num(name: &str, default: u64) -> u64 {
         .unwrap_or(default)
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 struct ServerProcess {
     child: Child,
     port: u16,
@@ -47,7 +39,7 @@ struct ServerProcess {
 
 impl ServerProcess {
     fn start(database: &str, config: &std::path::Path) -> ServerProcess {
-        let port = free_port();
+        let port = tokenops_testkit::procfs::free_port();
         let child = Command::new(env!("CARGO_BIN_EXE_tokenops-server"))
             .args([
                 "serve",
@@ -67,35 +59,11 @@ impl ServerProcess {
 
     /// CPU time (user + system) the server process has used, in seconds.
     fn cpu_seconds(&self) -> f64 {
-        let stat =
-            std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).unwrap_or_default();
-        let fields: Vec<&str> = stat
-            .rsplit(')')
-            .next()
-            .unwrap_or("")
-            .split_whitespace()
-            .collect();
-        let ticks: f64 = fields
-            .get(11)
-            .and_then(|u| u.parse::<f64>().ok())
-            .unwrap_or(0.0)
-            + fields
-                .get(12)
-                .and_then(|s| s.parse::<f64>().ok())
-                .unwrap_or(0.0);
-        ticks / 100.0
+        tokenops_testkit::procfs::process_cpu_seconds(self.child.id())
     }
 
     fn rss_mb(&self) -> f64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
-            .unwrap_or_default();
-        let kb: f64 = status
-            .lines()
-            .find(|l| l.starts_with("VmRSS:"))
-            .and_then(|l| l.split_whitespace().nth(1))
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0.0);
-        kb / 1024.0
+        tokenops_testkit::procfs::memory_mb(self.child.id()).0
     }
 
     fn stop(mut self) {

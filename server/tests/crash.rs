@@ -15,14 +15,6 @@ use nix::unistd::Pid;
 use serde_json::json;
 use tokenops_testkit::{Backend, TestDatabase, bin_path};
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 fn spawn_server(database: &str, port: u16) -> Child {
     Command::new(bin_path("tokenops-server"))
         .args([
@@ -70,7 +62,7 @@ async fn kill_during_creates(backend: Backend) {
     let owner = String::from_utf8(out.stdout).unwrap().trim().to_string();
     assert!(owner.starts_with("tko_"), "bootstrap prints only the value");
 
-    let port = free_port();
+    let port = tokenops_testkit::procfs::free_port();
     let mut child = spawn_server(&db.url, port);
     let api = Arc::new(Api::new(format!("http://127.0.0.1:{port}")));
     wait_healthy(&api).await;
@@ -156,7 +148,7 @@ async fn sigterm_lets_in_flight_requests_finish_and_flushes_last_used() {
         .output()
         .unwrap();
     let owner = String::from_utf8(out.stdout).unwrap().trim().to_string();
-    let port = free_port();
+    let port = tokenops_testkit::procfs::free_port();
     let mut child = spawn_server(&db.url, port);
     let api = Api::new(format!("http://127.0.0.1:{port}"));
     wait_healthy(&api).await;
@@ -189,7 +181,7 @@ async fn no_secret_reaches_the_log_even_at_trace_level() {
         !String::from_utf8_lossy(&out.stderr).contains(&owner[4..]),
         "bootstrap logged the value"
     );
-    let port = free_port();
+    let port = tokenops_testkit::procfs::free_port();
     let mut child = Command::new(bin_path("tokenops-server"))
         .args([
             "serve",

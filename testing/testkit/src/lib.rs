@@ -3,6 +3,7 @@
 //! that may be missing (skip with a reason on a laptop, fail under `CI=true`).
 
 mod pg;
+pub mod procfs;
 
 use std::path::{Path, PathBuf};
 
