@@ -49,28 +49,46 @@ async fn fuzzing_the_openapi_document_finds_no_server_error() {
 }
 
 async fn run(st: &std::path::Path, url: &str, owner: &str, filters: &[&str], seconds: &str) {
-    let scratch = tempfile::tempdir().unwrap();
-    let mut cmd = Command::new(st);
-    cmd.current_dir(scratch.path())
-        .args([
-            "run",
-            &format!("{url}/openapi.json"),
-            "--checks",
-            "not_a_server_error",
-        ])
-        .args(["--header", &format!("Authorization: Bearer {owner}")])
-        .args(["--max-time", seconds, "--workers", "2", "--seed", "1"])
-        .args(filters)
-        .env("SCHEMATHESIS_TELEMETRY", "false");
-    let out = tokio::task::spawn_blocking(move || cmd.output().expect("run schemathesis"))
-        .await
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    println!("{stdout}");
-    eprintln!("{}", String::from_utf8_lossy(&out.stderr));
-    assert!(
-        out.status.success(),
-        "schemathesis found failures (see above)"
-    );
-    assert!(!stdout.contains("Server error"), "a request got a 5xx");
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let scratch = tempfile::tempdir().unwrap();
+        let mut cmd = Command::new(st);
+        cmd.current_dir(scratch.path())
+            .args([
+                "run",
+                &format!("{url}/openapi.json"),
+                "--checks",
+                "not_a_server_error",
+            ])
+            .args(["--header", &format!("Authorization: Bearer {owner}")])
+            .args(["--max-time", seconds, "--workers", "2", "--seed", "1"])
+            .args(filters)
+            .env("SCHEMATHESIS_TELEMETRY", "false");
+        // The server runs on this test's runtime: wait for the fuzzer off it.
+        let out = tokio::task::spawn_blocking(move || cmd.output().expect("run schemathesis"))
+            .await
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        println!("{stdout}");
+        eprintln!("{}", String::from_utf8_lossy(&out.stderr));
+        assert!(!stdout.contains("Server error"), "a request got a 5xx");
+        // schemathesis reports a crash of its own machinery (seen: CPython's
+        // `SystemError: AST constructor recursion depth mismatch` inside
+        // hypothesis while it names a strategy) as a "Runtime Error". That is
+        // not a finding about our API: run once more, then fail.
+        let tool_crash_only = !out.status.success()
+            && stdout.contains("Runtime Error")
+            && !stdout.contains("Failures:")
+            && !stdout.contains("FAILURES");
+        if tool_crash_only && attempt == 1 {
+            println!("schemathesis crashed internally (no failure found); running it once more");
+            continue;
+        }
+        assert!(
+            out.status.success(),
+            "schemathesis found failures (see above)"
+        );
+        return;
+    }
 }
