@@ -31,7 +31,7 @@ use kube::runtime::watcher;
 use kube::{Api, Resource, ResourceExt};
 use serde_json::json;
 use tokenops_client::secrecy::ExposeSecret;
-use tokenops_client::{CreateTokenRequest, Labels, Token, TokenStatus};
+use tokenops_client::{CreateTokenRequest, Labels, Token, TokenStatus, codes};
 
 use crate::backend::{self, Backend, BackendLocation};
 use crate::crd::{
@@ -334,11 +334,14 @@ async fn apply_steps(tok: &ApiToken, ctx: &Context) -> Result<Action> {
             "Adopted token {adopted} from Secret {}: an earlier reconcile delivered it but did not record it",
             tok.secret_name()
         );
-        if let Some(old) = recorded.token_id.replace(adopted) {
+        if let Some(old) = recorded.token_id.replace(adopted.clone()) {
             schedule_revocation(&mut pending, &old, &backend.id, &desired);
         }
         recorded.backend = Some(backend.id.clone());
         ctx.event(tok, EventType::Normal, "Adopted", note).await;
+        // The interrupted reconcile may not have got to its clean-up.
+        let spare: Vec<&str> = pending.iter().map(|p| p.token_id.as_str()).collect();
+        sweep_orphans(tok, ctx, &backend, &adopted, &spare).await;
     }
     let mut secret_state = secret::observe(
         found.as_ref(),
@@ -389,10 +392,15 @@ async fn apply_steps(tok: &ApiToken, ctx: &Context) -> Result<Action> {
     // act
     let current = match step.clone() {
         Step::Issue(reason) => {
-            let mut avoid: Vec<&str> = pending.iter().map(|p| p.token_id.as_str()).collect();
-            avoid.extend(recorded.token_id.as_deref());
-            let t = issue(tok, ctx, &backend, &desired, &avoid).await?;
-            sweep_orphans(tok, ctx, &backend, &t.id, &pending).await;
+            let t = issue(
+                tok,
+                ctx,
+                &backend,
+                &desired,
+                recorded.token_id.as_deref(),
+                &pending,
+            )
+            .await?;
             ctx.metrics.issued("issue", &format!("{reason:?}"));
             let note = format!("Issued token {} ({}), {}", t.id, t.masked, expiry_note(&t));
             ctx.event(tok, EventType::Normal, "Issued", note).await;
@@ -402,9 +410,15 @@ async fn apply_steps(tok: &ApiToken, ctx: &Context) -> Result<Action> {
             Some(t)
         }
         Step::Replace(reason) => {
-            let mut avoid: Vec<&str> = pending.iter().map(|p| p.token_id.as_str()).collect();
-            avoid.extend(recorded.token_id.as_deref());
-            let t = issue(tok, ctx, &backend, &desired, &avoid).await?;
+            let t = issue(
+                tok,
+                ctx,
+                &backend,
+                &desired,
+                recorded.token_id.as_deref(),
+                &pending,
+            )
+            .await?;
             // The previous token keeps working for the grace period; the
             // revocation is recorded in the status so a restart keeps it.
             let old_backend = match reason {
@@ -414,7 +428,6 @@ async fn apply_steps(tok: &ApiToken, ctx: &Context) -> Result<Action> {
             if let (Some(old), Some(at)) = (&recorded.token_id, &old_backend) {
                 schedule_revocation(&mut pending, old, at, &desired);
             }
-            sweep_orphans(tok, ctx, &backend, &t.id, &pending).await;
             ctx.metrics.issued("replace", &format!("{reason:?}"));
             let grace = match desired.grace_period.filter(|g| !g.is_zero()) {
                 Some(g) => format!(
@@ -777,18 +790,115 @@ async fn owned_tokens(tok: &ApiToken, backend: &Backend) -> Result<Vec<Token>> {
         .collect())
 }
 
-/// Delivers a token for `desired` into the Secret. A token of this `ApiToken`
-/// that an earlier reconcile created but never delivered (it stopped before the
-/// Secret write) is reused with a new value, since its value is lost; otherwise
-/// a new token is created. Tokens in `avoid` (the recorded and the pending
-/// ones) are never reused.
+/// The idempotency key of the create that issues the token following
+/// `predecessor` (the recorded token, if any) for this `ApiToken`.
+///
+/// The recorded token only changes once a new one has been delivered, so every
+/// attempt to issue the same successor uses the same key, whichever process
+/// makes it: an attempt that stopped after the backend created the token and
+/// before its value reached the Secret is completed by the next attempt, which
+/// the backend answers with the same token and a fresh value (the first value
+/// was never seen by anyone). No listing is needed to find such a token.
+pub fn issue_key(tok: &ApiToken, predecessor: Option<&str>) -> String {
+    format!(
+        "tokenops-operator/{}/after/{}",
+        tok.uid().unwrap_or_default(),
+        predecessor.unwrap_or("-")
+    )
+}
+
+/// Delivers a token for `desired` into the Secret: created with
+/// [`issue_key`], so that a repeated attempt gets the same token back.
+///
+/// When the key cannot be used — an interrupted attempt used it for a request
+/// that has changed since (the spec was edited), or that token has been
+/// revoked — the owned tokens are listed instead: an undelivered one with the
+/// right permissions is reused with a new value, else a new one is created.
+/// After any sign of an interrupted attempt (a replayed key or the fallback),
+/// tokens of this `ApiToken` that are neither the delivered one, the recorded
+/// one nor pending revocation are revoked.
 async fn issue(
     tok: &ApiToken,
     ctx: &Context,
     backend: &Backend,
     desired: &Desired,
-    avoid: &[&str],
+    recorded: Option<&str>,
+    pending: &[PendingRevocation],
 ) -> Result<Token> {
+    let request = CreateTokenRequest {
+        name: desired.name.clone(),
+        description: desired.description.clone(),
+        project: desired.project.clone(),
+        role: desired.role.clone(),
+        scopes: (!desired.scopes.is_empty()).then(|| desired.scopes.clone()),
+        resources: Some(desired.resources.clone()),
+        lifetime: desired.lifetime.map(tokenops_client::format_duration),
+        expires_at: None,
+        labels: Some(owner_labels(tok)),
+    };
+    let keyed = backend
+        .client
+        .create_token_from(request.clone())
+        .idempotency_key(issue_key(tok, recorded))
+        .await;
+    let (created, interrupted) = match keyed {
+        Ok(created) => {
+            // A fresh token has generation 0; a replayed key regenerates it.
+            let replayed = created.token.generation > 0;
+            if replayed {
+                ctx.event(
+                    tok,
+                    EventType::Normal,
+                    "Adopted",
+                    format!(
+                        "Reused token {} that an interrupted reconcile created but never delivered; its value was regenerated",
+                        created.token.id
+                    ),
+                )
+                .await;
+            }
+            (created, replayed)
+        }
+        Err(e)
+            if matches!(
+                e.code(),
+                Some(codes::IDEMPOTENCY_KEY_REUSED | codes::TOKEN_REVOKED)
+            ) =>
+        {
+            let mut avoid: Vec<&str> = pending.iter().map(|p| p.token_id.as_str()).collect();
+            avoid.extend(recorded);
+            (
+                issue_by_listing(tok, ctx, backend, desired, request, &avoid).await?,
+                true,
+            )
+        }
+        Err(e) => return Err(e.into()),
+    };
+    write_secret(
+        tok,
+        ctx,
+        held(&created.token),
+        created.secret.expose_secret().as_bytes(),
+    )
+    .await?;
+    if interrupted {
+        let mut keep: Vec<&str> = pending.iter().map(|p| p.token_id.as_str()).collect();
+        keep.extend(recorded);
+        sweep_orphans(tok, ctx, backend, &created.token.id, &keep).await;
+    }
+    Ok(created.token)
+}
+
+/// The fallback of [`issue`]: reuses an undelivered token of this `ApiToken`
+/// with the desired permissions (not one in `avoid`), or creates one.
+async fn issue_by_listing(
+    tok: &ApiToken,
+    ctx: &Context,
+    backend: &Backend,
+    desired: &Desired,
+    request: CreateTokenRequest,
+    avoid: &[&str],
+) -> Result<tokenops_client::CreatedToken> {
     let now = Utc::now();
     let undelivered = owned_tokens(tok, backend)
         .await?
@@ -799,7 +909,7 @@ async fn issue(
                 && decide::permissions_match(desired, t)
         })
         .max_by_key(|t| t.created_at);
-    let created = match undelivered {
+    match undelivered {
         Some(t) => {
             let mut call = backend.client.regenerate_token(&t.id);
             if let Some(l) = desired.lifetime {
@@ -816,41 +926,21 @@ async fn issue(
                 ),
             )
             .await;
-            created
+            Ok(created)
         }
-        None => {
-            let request = CreateTokenRequest {
-                name: desired.name.clone(),
-                description: desired.description.clone(),
-                project: desired.project.clone(),
-                role: desired.role.clone(),
-                scopes: (!desired.scopes.is_empty()).then(|| desired.scopes.clone()),
-                resources: Some(desired.resources.clone()),
-                lifetime: desired.lifetime.map(tokenops_client::format_duration),
-                expires_at: None,
-                labels: Some(owner_labels(tok)),
-            };
-            backend.client.create_token_from(request).await?
-        }
-    };
-    write_secret(
-        tok,
-        ctx,
-        held(&created.token),
-        created.secret.expose_secret().as_bytes(),
-    )
-    .await?;
-    Ok(created.token)
+        None => Ok(backend.client.create_token_from(request).await?),
+    }
 }
 
-/// Revokes active tokens of this `ApiToken` other than `keep` and those still
-/// in their grace period (left over from an interrupted reconcile).
+/// Revokes active tokens of this `ApiToken` other than `keep` and those in
+/// `spare` (the recorded one, those still in their grace period): left-overs
+/// of an interrupted reconcile.
 async fn sweep_orphans(
     tok: &ApiToken,
     ctx: &Context,
     backend: &Backend,
     keep: &str,
-    pending: &[PendingRevocation],
+    spare: &[&str],
 ) {
     let tokens = match owned_tokens(tok, backend).await {
         Ok(t) => t,
@@ -861,7 +951,7 @@ async fn sweep_orphans(
     };
     for t in tokens
         .into_iter()
-        .filter(|t| t.id != keep && !pending.iter().any(|p| p.token_id == t.id))
+        .filter(|t| t.id != keep && !spare.contains(&t.id.as_str()))
     {
         match backend.client.revoke_token(&t.id).await {
             Ok(_) => {

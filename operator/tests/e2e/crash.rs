@@ -248,3 +248,38 @@ async fn killed_after_the_replacement_reached_the_secret_and_before_the_status_w
         TokenStatus::Revoked
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_before_the_secret_write_and_the_spec_changed_before_the_restart() {
+    let mut env = env().await;
+    let Some(fault) = inject(&env, secret_write("g")) else {
+        return;
+    };
+    env.create("g", json!({"lifetime": "1h", "role": "read-only"}))
+        .await;
+    crash_at(&mut env, fault).await;
+    let tok = env.tokens().get("g").await.unwrap();
+    let undelivered = env.backend_tokens(&tok).await;
+    assert_eq!(undelivered.len(), 1, "nothing was created");
+    // While the operator is down the role changes: the interrupted attempt's
+    // request (and so its idempotency key) no longer fits.
+    env.patch("g", json!({"spec": {"role": "accounting"}}))
+        .await;
+
+    env.start_controller();
+    let (_, token) = eventually(20, "a token with the new role", || async {
+        let (tok, token) = converged(&env, "g").await;
+        (token.role.as_deref() == Some("accounting")).then_some((tok, token))
+    })
+    .await;
+    assert_ne!(token.id, undelivered[0].id);
+    assert_eq!(
+        env.admin
+            .get_token(&undelivered[0].id)
+            .await
+            .unwrap()
+            .status,
+        TokenStatus::Revoked,
+        "the undelivered token with the old role was left active"
+    );
+}
