@@ -61,6 +61,9 @@ pub struct Context {
     pub backoff: crate::error::Backoff,
     /// How many `ApiToken`s one controller reconciles at once.
     pub concurrency: u16,
+    /// The longest an `ApiToken` waits between two checks against its backend
+    /// (see [`Context::resync_after`]).
+    pub resync_period: Duration,
     failures: Mutex<HashMap<String, u32>>,
 }
 
@@ -68,6 +71,9 @@ pub struct Context {
 /// bound so that 10,000 new `ApiToken`s do not mean 10,000 reconciles (and
 /// their buffers) in flight.
 pub const DEFAULT_CONCURRENCY: u16 = 32;
+
+/// Default of [`Context::resync_period`].
+pub const DEFAULT_RESYNC_PERIOD: Duration = Duration::from_secs(10 * 60);
 
 impl Context {
     pub fn new(
@@ -87,6 +93,7 @@ impl Context {
             cleanup_timeout,
             backoff: crate::error::Backoff::default(),
             concurrency: DEFAULT_CONCURRENCY,
+            resync_period: DEFAULT_RESYNC_PERIOD,
             failures: Mutex::new(HashMap::new()),
         }
     }
@@ -108,9 +115,25 @@ impl Context {
         }
     }
 
+    /// When `tok` is next checked against its backend if nothing wakes it
+    /// sooner: within the last tenth of the resync period, at a point fixed by
+    /// its UID, so that ApiTokens created together do not resync together.
+    pub fn resync_after(&self, tok: &ApiToken) -> Duration {
+        resync_after(self.resync_period, &tok.uid().unwrap_or_default())
+    }
+
     fn failure_key(tok: &ApiToken) -> String {
         format!("{}/{}", tok.namespace().unwrap_or_default(), tok.name_any())
     }
+}
+
+/// `period` less up to a tenth of it, by a hash of `uid`.
+fn resync_after(period: Duration, uid: &str) -> Duration {
+    let spread = uid
+        .bytes()
+        .fold(0u32, |h, b| h.wrapping_mul(31).wrapping_add(u32::from(b)))
+        % 1000;
+    period.mul_f64(1.0 - f64::from(spread) / 10_000.0)
 }
 
 /// Which Secret each backend object authenticates with, keyed by
@@ -572,7 +595,8 @@ async fn apply_steps(tok: &ApiToken, ctx: &Context) -> Result<Action> {
                 ctx.event(tok, EventType::Warning, reason, message).await;
             }
             write_status(tok, ctx, &status).await?;
-            return Ok(Action::await_change());
+            // Ownership and Secrets can change outside our watches: look again.
+            return Ok(Action::requeue(ctx.resync_after(tok)));
         }
         Step::Nothing => found_token(token),
     };
@@ -598,10 +622,10 @@ async fn apply_steps(tok: &ApiToken, ctx: &Context) -> Result<Action> {
         ctx.metrics
             .set_expiry(&ns, &tok.name_any(), t.expires_at.map(|e| e.timestamp()));
     }
-    Ok(match requeue {
-        Some(d) => Action::requeue(d),
-        None => Action::await_change(),
-    })
+    // The renewal time, or sooner the resync: a token revoked or deleted
+    // outside Kubernetes is noticed within one resync period.
+    let resync = ctx.resync_after(tok);
+    Ok(Action::requeue(requeue.map_or(resync, |d| d.min(resync))))
 }
 
 /// What a Secret holding `t`'s current value records about it.
@@ -1241,6 +1265,20 @@ mod tests {
     use super::*;
     use chrono::TimeZone;
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+
+    #[test]
+    fn resyncs_spread_over_the_last_tenth_of_the_period() {
+        let period = Duration::from_secs(600);
+        let mut seen = std::collections::BTreeSet::new();
+        for i in 0..200 {
+            let uid = format!("3f2a9c1e-0000-4000-8000-{i:012}");
+            let d = resync_after(period, &uid);
+            assert!(d <= period && d >= period.mul_f64(0.9), "{d:?} for {uid}");
+            assert_eq!(d, resync_after(period, &uid), "stable for one uid");
+            seen.insert(d.as_secs());
+        }
+        assert!(seen.len() > 20, "not spread: {seen:?}");
+    }
 
     #[test]
     fn the_cleanup_deadline_counts_from_the_deletion_request() {

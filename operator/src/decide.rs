@@ -23,7 +23,8 @@
 //! | Secret labels, annotations, keys or owner drifted             | `RepairSecret` |
 //! | otherwise                                                     | `Nothing` |
 //!
-//! Every decision on an active token requeues for exactly its renewal time.
+//! Every decision on an active token requeues for exactly its renewal time
+//! (the controller brings that forward to the resync period when it is sooner).
 
 use std::time::Duration;
 

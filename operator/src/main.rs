@@ -50,6 +50,11 @@ struct Cli {
     #[arg(long, env = "CONCURRENCY", default_value_t = tokenops_operator::controller::DEFAULT_CONCURRENCY)]
     concurrency: u16,
 
+    /// How often each ApiToken is checked against its backend when nothing
+    /// changed in Kubernetes (e.g. 10m), besides its renewal time.
+    #[arg(long, env = "RESYNC_PERIOD", default_value = "10m", value_parser = parse_duration)]
+    resync_period: Duration,
+
     /// Log as JSON.
     #[arg(long, env = "LOG_JSON", default_value_t = false)]
     log_json: bool,
@@ -98,6 +103,7 @@ async fn main() -> anyhow::Result<()> {
             .then(|| LeaseConfig::new(&cli.lease_namespace, &cli.lease_name, &identity)),
         hash_key,
         cleanup_timeout: cli.cleanup_timeout,
+        resync_period: cli.resync_period,
         concurrency: cli.concurrency,
     };
     let client = kube::Client::try_default().await?;

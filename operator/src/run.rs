@@ -54,6 +54,9 @@ pub struct Config {
     pub cleanup_timeout: Duration,
     /// How many `ApiToken`s are reconciled at once (per watched namespace).
     pub concurrency: u16,
+    /// How often each `ApiToken` is checked against its backend when nothing
+    /// changed in Kubernetes.
+    pub resync_period: Duration,
 }
 
 impl Default for Config {
@@ -65,6 +68,7 @@ impl Default for Config {
             hash_key: None,
             cleanup_timeout: Duration::from_secs(15 * 60),
             concurrency: controller::DEFAULT_CONCURRENCY,
+            resync_period: controller::DEFAULT_RESYNC_PERIOD,
         }
     }
 }
@@ -131,6 +135,7 @@ pub async fn run_with_metrics(
         config.cleanup_timeout,
     );
     ctx.concurrency = config.concurrency.max(1);
+    ctx.resync_period = config.resync_period.max(Duration::from_secs(1));
     let ctx = Arc::new(ctx);
     match &elector {
         None => run_controllers(ctx, &config.namespaces).await,

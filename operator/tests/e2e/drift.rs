@@ -158,3 +158,20 @@ async fn a_backend_that_is_down_is_retried_with_back_off_and_recovers() {
     assert!(env.verifies(&env.secret_value("patient").await).await);
     assert_eq!(env.active_tokens(&tok).await.len(), 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_resync_notices_a_token_revoked_on_the_backend_without_any_kubernetes_change() {
+    let env = env_with(Options {
+        resync_period: Duration::from_secs(2),
+        ..Options::default()
+    })
+    .await;
+    // Renewal is hours away: only the resync can wake this ApiToken.
+    env.create("quiet", json!({"lifetime": "24h"})).await;
+    let tok = env.ready("quiet").await;
+    let old = tok.status.clone().unwrap().token_id.unwrap();
+    env.admin.revoke_token(&old).await.unwrap();
+    let new = new_token(&env, "quiet", &old).await;
+    assert!(env.verifies(&env.secret_value("quiet").await).await);
+    assert_eq!(env.active_tokens(&tok).await[0].id, new);
+}

@@ -107,6 +107,8 @@ pub struct Options {
     pub controller: bool,
     /// Back-off of failing `ApiToken`s (the operator's default unless set).
     pub backoff: Backoff,
+    /// The controller's resync period (the operator's default unless set).
+    pub resync_period: Duration,
 }
 
 impl Default for Options {
@@ -115,6 +117,7 @@ impl Default for Options {
             cleanup_timeout: Duration::from_secs(900),
             controller: true,
             backoff: Backoff::default(),
+            resync_period: tokenops_operator::controller::DEFAULT_RESYNC_PERIOD,
         }
     }
 }
@@ -131,6 +134,7 @@ pub struct Env {
     controller: Option<AbortOnDrop>,
     cleanup_timeout: Duration,
     backoff: Backoff,
+    resync_period: Duration,
     _namespace: Option<NamespaceGuard>,
 }
 
@@ -211,6 +215,7 @@ pub async fn env_with(options: Options) -> Env {
         controller: None,
         cleanup_timeout: options.cleanup_timeout,
         backoff: options.backoff,
+        resync_period: options.resync_period,
         _namespace: guard,
     };
     if options.controller {
@@ -284,6 +289,7 @@ impl Env {
             self.cleanup_timeout,
         );
         ctx.backoff = self.backoff;
+        ctx.resync_period = self.resync_period;
         Arc::new(ctx)
     }
 
