@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 use std::sync::{LazyLock, Mutex};
+use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::Secret;
 use kube::{Api, ResourceExt};
@@ -145,6 +146,57 @@ pub async fn resolve(kube: &kube::Client, at: &BackendLocation) -> Result<Backen
         project: settings.project,
         client,
     })
+}
+
+/// Backends recently resolved, so that the reconciles of many `ApiToken`s on
+/// one backend (and the follow-up reconciles their own writes cause) do not
+/// each read the backend object and its credentials Secret again.
+///
+/// An entry is dropped when the controller's watches see the backend object or
+/// its credentials Secret change ([`Resolver::forget`]), when a reconcile
+/// using it fails, and after [`Resolver::TTL`] in any case (a change missed
+/// while a watch was re-connecting, or credentials in a namespace the
+/// operator does not watch). The deletion path does not use it.
+#[derive(Debug, Default)]
+pub struct Resolver {
+    /// Entries by [`BackendLocation::id`], and a count of invalidations: a
+    /// resolve that raced with one does not store its (maybe stale) result.
+    inner: Mutex<(HashMap<String, Resolved>, u64)>,
+}
+
+/// A backend and when it was read.
+type Resolved = (Backend, Instant);
+
+impl Resolver {
+    /// The longest an entry is used without reading the objects again.
+    pub const TTL: Duration = Duration::from_secs(30);
+
+    /// [`resolve`], from memory when possible.
+    pub async fn resolve(&self, kube: &kube::Client, at: &BackendLocation) -> Result<Backend> {
+        let id = at.id();
+        let epoch = {
+            let inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some((b, when)) = inner.0.get(&id)
+                && when.elapsed() < Self::TTL
+            {
+                return Ok(b.clone());
+            }
+            inner.1
+        };
+        let backend = resolve(kube, at).await?;
+        let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        if inner.1 == epoch {
+            inner.0.insert(id, (backend.clone(), Instant::now()));
+        }
+        Ok(backend)
+    }
+
+    /// Drops the entry of the backend with this [`BackendLocation::id`].
+    pub fn forget(&self, id: &str) {
+        let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        inner.1 += 1;
+        inner.0.remove(id);
+    }
 }
 
 /// Clients already built, by a hash of what they were built from (endpoint,

@@ -64,6 +64,8 @@ pub struct Context {
     /// The longest an `ApiToken` waits between two checks against its backend
     /// (see [`Context::resync_after`]).
     pub resync_period: Duration,
+    /// Backends resolved recently (see [`backend::Resolver`]).
+    pub backends: backend::Resolver,
     failures: Mutex<HashMap<String, u32>>,
 }
 
@@ -94,6 +96,7 @@ impl Context {
             backoff: crate::error::Backoff::default(),
             concurrency: DEFAULT_CONCURRENCY,
             resync_period: DEFAULT_RESYNC_PERIOD,
+            backends: backend::Resolver::default(),
             failures: Mutex::new(HashMap::new()),
         }
     }
@@ -190,6 +193,7 @@ pub async fn run(ctx: Arc<Context>, namespace: Option<&str>) {
     let refs = CredentialRefs::default();
     let (users_ns, users_secret) = (users.clone(), users.clone());
     let (refs_ns, refs_cluster, refs_secret) = (refs.clone(), refs.clone(), refs);
+    let (ctx_ns, ctx_cluster, ctx_secret) = (ctx.clone(), ctx.clone(), ctx.clone());
     controller
         .owns(secrets, owned)
         .watches(
@@ -197,6 +201,12 @@ pub async fn run(ctx: Arc<Context>, namespace: Option<&str>) {
             watcher::Config::default(),
             move |b: TokenBackend| {
                 let ns = b.namespace().unwrap_or_default();
+                let at = BackendLocation {
+                    kind: BackendKind::TokenBackend,
+                    namespace: ns.clone(),
+                    name: b.name_any(),
+                };
+                ctx_ns.backends.forget(&at.id());
                 refs_ns.lock().unwrap_or_else(|e| e.into_inner()).insert(
                     (BackendKind::TokenBackend, ns.clone(), b.name_any()),
                     (ns.clone(), b.spec.credentials_secret_ref.name.clone()),
@@ -209,6 +219,12 @@ pub async fn run(ctx: Arc<Context>, namespace: Option<&str>) {
             watcher::Config::default(),
             move |b: ClusterTokenBackend| {
                 let r = &b.spec.credentials_secret_ref;
+                let at = BackendLocation {
+                    kind: BackendKind::ClusterTokenBackend,
+                    namespace: String::new(),
+                    name: b.name_any(),
+                };
+                ctx_cluster.backends.forget(&at.id());
                 refs_cluster
                     .lock()
                     .unwrap_or_else(|e| e.into_inner())
@@ -236,6 +252,14 @@ pub async fn run(ctx: Arc<Context>, namespace: Option<&str>) {
                     .filter(|(_, secret)| **secret == key)
                     .map(|(backend, _)| backend.clone())
                     .collect();
+                for (kind, namespace, name) in &using {
+                    let at = BackendLocation {
+                        kind: *kind,
+                        namespace: namespace.clone(),
+                        name: name.clone(),
+                    };
+                    ctx_secret.backends.forget(&at.id());
+                }
                 using
                     .into_iter()
                     .flat_map(|(kind, ns, name)| {
@@ -311,6 +335,8 @@ pub async fn apply(cached: &ApiToken, ctx: &Context) -> Result<Action> {
     match apply_steps(tok, ctx).await {
         Ok(action) => Ok(action),
         Err(e) => {
+            // The backend's settings may be what is wrong: read them afresh next time.
+            ctx.backends.forget(&BackendLocation::of(tok).id());
             // Say why in the status; the error itself drives the back-off.
             let mut status = tok.status.clone().unwrap_or_default();
             set_ready(
@@ -337,7 +363,10 @@ async fn apply_steps(tok: &ApiToken, ctx: &Context) -> Result<Action> {
     let prev = tok.status.clone().unwrap_or_default();
 
     // dereference
-    let backend = backend::resolve(&ctx.client, &BackendLocation::of(tok)).await?;
+    let backend = ctx
+        .backends
+        .resolve(&ctx.client, &BackendLocation::of(tok))
+        .await?;
     // validate
     let desired = crate::desired::desired(tok, &backend.id, backend.project.as_deref())
         .map_err(Error::InvalidSpec)?;

@@ -72,3 +72,33 @@ async fn a_credentials_secret_created_later_wakes_the_api_tokens_of_its_backend(
     )
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn changed_credentials_are_used_by_the_next_reconcile() {
+    let env = env_with(Options::default()).await;
+    env.create("user", json!({"lifetime": "1h"})).await;
+    env.ready("user").await;
+    // The operator keeps resolved backends for a while; a change of the
+    // credentials Secret must end that at once.
+    let secrets: Api<Secret> = Api::namespaced(env.client.clone(), &env.ns);
+    secrets
+        .patch(
+            "tokenops-credentials",
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Merge(json!({"stringData": {"token": "tko_not_a_known_token"}})),
+        )
+        .await
+        .unwrap();
+    env.touch("user").await;
+    eventually(
+        10,
+        "the ApiToken to report the refused credentials",
+        || async {
+            let s = env.tokens().get("user").await.unwrap().status?;
+            s.conditions
+                .into_iter()
+                .find(|c| c.type_ == "Ready" && c.reason == "BackendDenied")
+        },
+    )
+    .await;
+}
