@@ -67,7 +67,22 @@ pub struct Context {
     /// Backends resolved recently (see [`backend::Resolver`]).
     pub backends: backend::Resolver,
     failures: Mutex<HashMap<String, u32>>,
+    /// By `ApiToken` UID: what this process's last reconcile of it left behind
+    /// (see [`Context::known_token`]).
+    written: Mutex<HashMap<String, Written>>,
 }
+
+/// The end of a successful reconcile: the `ApiToken`'s resourceVersion after
+/// our status write, and the token as the backend showed it at `seen`.
+struct Written {
+    resource_version: String,
+    token: Token,
+    seen: std::time::Instant,
+}
+
+/// How long a token read from (or returned by) the backend stands in for
+/// another read, in a reconcile that our own writes woke.
+const KNOWN_TOKEN_TTL: Duration = Duration::from_secs(10);
 
 /// Default of [`Context::concurrency`]: enough to keep a backend busy; a
 /// bound so that 10,000 new `ApiToken`s do not mean 10,000 reconciles (and
@@ -98,6 +113,7 @@ impl Context {
             resync_period: DEFAULT_RESYNC_PERIOD,
             backends: backend::Resolver::default(),
             failures: Mutex::new(HashMap::new()),
+            written: Mutex::new(HashMap::new()),
         }
     }
 
@@ -123,6 +139,55 @@ impl Context {
     /// its UID, so that ApiTokens created together do not resync together.
     pub fn resync_after(&self, tok: &ApiToken) -> Duration {
         resync_after(self.resync_period, &tok.uid().unwrap_or_default())
+    }
+
+    /// The token of `cached`, without asking the backend, when nothing has
+    /// changed the `ApiToken` since our own last reconcile of it (the watch
+    /// cache holds exactly the resourceVersion our status write produced) and
+    /// that reconcile saw the token less than [`KNOWN_TOKEN_TTL`] ago. Such a
+    /// reconcile was woken by our own Secret or status write; the periodic
+    /// resync and any change to the `ApiToken` still read the backend.
+    fn known_token(&self, cached: &ApiToken) -> Option<Token> {
+        let written = self.written.lock().unwrap_or_else(|e| e.into_inner());
+        let w = written.get(&cached.uid()?)?;
+        (cached.resource_version().as_deref() == Some(w.resource_version.as_str())
+            && w.seen.elapsed() < KNOWN_TOKEN_TTL.min(self.resync_period / 2))
+        .then(|| w.token.clone())
+    }
+
+    fn remember(
+        &self,
+        uid: String,
+        resource_version: Option<String>,
+        token: Token,
+        seen: std::time::Instant,
+    ) {
+        let mut written = self.written.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(resource_version) = resource_version else {
+            written.remove(&uid);
+            return;
+        };
+        // Entries are only useful for seconds: drop the old ones now and then.
+        if written.len() >= 4 * usize::from(self.concurrency).max(64) {
+            written.retain(|_, w| w.seen.elapsed() < KNOWN_TOKEN_TTL);
+        }
+        written.insert(
+            uid,
+            Written {
+                resource_version,
+                token,
+                seen,
+            },
+        );
+    }
+
+    fn forget_written(&self, tok: &ApiToken) {
+        if let Some(uid) = tok.uid() {
+            self.written
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .remove(&uid);
+        }
     }
 
     fn failure_key(tok: &ApiToken) -> String {
@@ -325,16 +390,23 @@ pub async fn apply(cached: &ApiToken, ctx: &Context) -> Result<Action> {
     // Decide on the object as it is now, not as the watch cache last saw it:
     // a reconcile woken by our own Secret write may run before the cache has
     // our status write, and acting on a stale status would issue or rotate twice.
-    let api: Api<ApiToken> =
-        Api::namespaced(ctx.client.clone(), &cached.namespace().unwrap_or_default());
-    let tok = match api.get_opt(&cached.name_any()).await? {
-        Some(t) if t.uid() == cached.uid() && t.metadata.deletion_timestamp.is_none() => t,
-        _ => return Ok(Action::await_change()),
+    // (Unless the cache holds our own last write: see `known_token`.)
+    let known = ctx.known_token(cached);
+    let tok = if known.is_some() {
+        cached.clone()
+    } else {
+        let api: Api<ApiToken> =
+            Api::namespaced(ctx.client.clone(), &cached.namespace().unwrap_or_default());
+        match api.get_opt(&cached.name_any()).await? {
+            Some(t) if t.uid() == cached.uid() && t.metadata.deletion_timestamp.is_none() => t,
+            _ => return Ok(Action::await_change()),
+        }
     };
     let tok = &tok;
-    match apply_steps(tok, ctx).await {
+    match apply_steps(tok, ctx, known).await {
         Ok(action) => Ok(action),
         Err(e) => {
+            ctx.forget_written(tok);
             // The backend's settings may be what is wrong: read them afresh next time.
             ctx.backends.forget(&BackendLocation::of(tok).id());
             // Say why in the status; the error itself drives the back-off.
@@ -358,7 +430,7 @@ pub async fn apply(cached: &ApiToken, ctx: &Context) -> Result<Action> {
     }
 }
 
-async fn apply_steps(tok: &ApiToken, ctx: &Context) -> Result<Action> {
+async fn apply_steps(tok: &ApiToken, ctx: &Context, known: Option<Token>) -> Result<Action> {
     let ns = tok.namespace().unwrap_or_default();
     let prev = tok.status.clone().unwrap_or_default();
 
@@ -425,11 +497,23 @@ async fn apply_steps(tok: &ApiToken, ctx: &Context) -> Result<Action> {
         found = Some(old_secret);
     }
     let same_backend = recorded.backend.as_deref().is_none_or(|b| b == backend.id);
+    let mut seen = std::time::Instant::now();
     let token = match (&recorded.token_id, same_backend) {
-        (Some(id), true) => match backend.client.get_token(id).await {
-            Ok(t) => TokenState::Found(Box::new(t)),
-            Err(e) if e.is_not_found() => TokenState::NotFound,
-            Err(e) => return Err(e.into()),
+        (Some(id), true) => match known.filter(|t| t.id == *id) {
+            Some(t) => {
+                seen = ctx
+                    .written
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .get(&tok.uid().unwrap_or_default())
+                    .map_or(seen, |w| w.seen);
+                TokenState::Found(Box::new(t))
+            }
+            None => match backend.client.get_token(id).await {
+                Ok(t) => TokenState::Found(Box::new(t)),
+                Err(e) if e.is_not_found() => TokenState::NotFound,
+                Err(e) => return Err(e.into()),
+            },
         },
         _ => TokenState::Unknown,
     };
@@ -644,12 +728,19 @@ async fn apply_steps(tok: &ApiToken, ctx: &Context) -> Result<Action> {
         (Some(a), Some(b)) => Some(a.min(b)),
         (a, b) => a.or(b),
     };
-    if let Some(t) = &current {
-        let mut status = status_for(tok, &prev, t, &desired, step.issues_value());
+    if let Some(t) = current {
+        let mut status = status_for(tok, &prev, &t, &desired, step.issues_value());
         status.pending_revocations = pending;
-        write_status(tok, ctx, &status).await?;
+        let resource_version = write_status(tok, ctx, &status).await?;
         ctx.metrics
             .set_expiry(&ns, &tok.name_any(), t.expires_at.map(|e| e.timestamp()));
+        if step != Step::Nothing {
+            // The token as the action's answer returned it.
+            seen = std::time::Instant::now();
+        }
+        ctx.remember(tok.uid().unwrap_or_default(), resource_version, t, seen);
+    } else {
+        ctx.forget_written(tok);
     }
     // The renewal time, or sooner the resync: a token revoked or deleted
     // outside Kubernetes is noticed within one resync period.
@@ -1111,9 +1202,15 @@ fn set_ready(
 }
 
 /// Writes the whole status by server-side apply with the one field manager.
-async fn write_status(tok: &ApiToken, ctx: &Context, status: &ApiTokenStatus) -> Result<()> {
+/// Writes the status unless it is unchanged; returns the `ApiToken`'s
+/// resourceVersion afterwards.
+async fn write_status(
+    tok: &ApiToken,
+    ctx: &Context,
+    status: &ApiTokenStatus,
+) -> Result<Option<String>> {
     if tok.status.as_ref() == Some(status) {
-        return Ok(());
+        return Ok(tok.resource_version());
     }
     let api: Api<ApiToken> =
         Api::namespaced(ctx.client.clone(), &tok.namespace().unwrap_or_default());
@@ -1122,13 +1219,14 @@ async fn write_status(tok: &ApiToken, ctx: &Context, status: &ApiTokenStatus) ->
         "kind": "ApiToken",
         "status": status,
     });
-    api.patch_status(
-        &tok.name_any(),
-        &PatchParams::apply(FIELD_MANAGER).force(),
-        &Patch::Apply(&patch),
-    )
-    .await?;
-    Ok(())
+    let written = api
+        .patch_status(
+            &tok.name_any(),
+            &PatchParams::apply(FIELD_MANAGER).force(),
+            &Patch::Apply(&patch),
+        )
+        .await?;
+    Ok(written.resource_version())
 }
 
 /// Rolls the workloads named in `spec.restartTargets` (like `kubectl rollout restart`).
@@ -1189,6 +1287,7 @@ async fn restart_targets(tok: &ApiToken, ctx: &Context, issued: &Token) {
 
 /// Cleanup: revoke the token (or keep it), never holding the deletion forever.
 pub async fn cleanup(tok: &ApiToken, ctx: &Context) -> Result<Action> {
+    ctx.forget_written(tok);
     ctx.metrics
         .set_expiry(&tok.namespace().unwrap_or_default(), &tok.name_any(), None);
     let status = tok.status.clone().unwrap_or_default();

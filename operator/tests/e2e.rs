@@ -340,7 +340,7 @@ async fn one_api_token_issues_exactly_one_token() {
     let env = env().await;
     env.create("single", json!({"lifetime": "1h"})).await;
     let tok = env.ready("single").await;
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    env.settled().await;
     let all = env
         .admin
         .list_tokens()
@@ -349,6 +349,28 @@ async fn one_api_token_issues_exactly_one_token() {
         .await
         .unwrap();
     assert_eq!(all.len(), 1, "{all:?}");
+}
+
+/// A new `ApiToken` costs the backend one request, the create (its
+/// idempotency key makes a listing unnecessary), and the reconciles that the
+/// operator's own Secret and status writes wake read nothing from it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_api_token_costs_the_backend_one_create() {
+    let env = env().await;
+    env.settled().await;
+    let before_reconciles = env.settled().await;
+    let before = env.backend_requests().await;
+    env.create("lean", json!({"lifetime": "1h"})).await;
+    env.ready("lean").await;
+    let reconciles = env.settled().await - before_reconciles;
+    let after = env.backend_requests().await;
+    let delta =
+        |k: &str| after.get(k).copied().unwrap_or(0.0) - before.get(k).copied().unwrap_or(0.0);
+    assert_eq!(delta("POST /v1/tokens"), 1.0, "{after:?}");
+    assert_eq!(delta("GET /v1/tokens"), 0.0, "listed: {after:?}");
+    assert_eq!(delta("GET /v1/tokens/{id}"), 0.0, "read back: {after:?}");
+    // The finalizer, the issue, and at least one reconcile woken by our writes.
+    assert!(reconciles >= 3.0, "only {reconciles} reconciles");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -508,3 +508,61 @@ impl Proxy {
         self.up.send_replace(up);
     }
 }
+
+impl Env {
+    /// Waits until the controller has finished every reconcile that is due:
+    /// its count of finished reconciles stays the same over half a second
+    /// (each reconcile the operator's own writes wake starts within
+    /// milliseconds of the write).
+    pub async fn settled(&self) -> f64 {
+        let count = || {
+            metric(
+                &self.metrics,
+                "tokenops_operator_reconcile_duration_seconds_count",
+                &[],
+            )
+        };
+        let mut last = (count(), tokio::time::Instant::now());
+        eventually(20, "the controller to settle", || {
+            let now = count();
+            let settled = if now == last.0 {
+                last.1.elapsed() >= Duration::from_millis(500)
+            } else {
+                last = (now, tokio::time::Instant::now());
+                false
+            };
+            async move { settled.then_some(now) }
+        })
+        .await
+    }
+
+    /// Requests the backend has served, by `METHOD route`, from its `/metrics`.
+    pub async fn backend_requests(&self) -> std::collections::BTreeMap<String, f64> {
+        let text = reqwest::get(format!("{}/metrics", self.backend().url()))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        let mut by = std::collections::BTreeMap::new();
+        for line in text.lines() {
+            let Some(rest) = line.strip_prefix("tokenops_http_requests_total{") else {
+                continue;
+            };
+            let label = |name: &str| {
+                let start = rest.find(&format!("{name}=\""))? + name.len() + 2;
+                Some(rest[start..].split('"').next()?.to_string())
+            };
+            let (Some(method), Some(route)) = (label("method"), label("route")) else {
+                continue;
+            };
+            let n: f64 = line
+                .rsplit(' ')
+                .next()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0.0);
+            *by.entry(format!("{method} {route}")).or_default() += n;
+        }
+        by
+    }
+}
