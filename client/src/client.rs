@@ -50,6 +50,27 @@ struct Inner {
     base: Url,
     token: Option<SecretString>,
     retry: RetryPolicy,
+    observer: Option<Observer>,
+}
+
+/// A function told about every HTTP attempt (see [`ClientBuilder::observer`]).
+type Observer = Arc<dyn Fn(&Attempt<'_>) + Send + Sync>;
+
+/// One HTTP attempt of a call, as reported to an [`ClientBuilder::observer`]
+/// once it has ended. It carries no URL, header or body, so nothing secret.
+#[derive(Debug, Clone)]
+pub struct Attempt<'a> {
+    /// The client method that made it, e.g. `create_token`, `get_token`, `whoami`.
+    pub operation: &'static str,
+    /// The HTTP method.
+    pub method: &'a Method,
+    /// The response status, or `None` when no complete response arrived
+    /// (connection refused, timeout, connection cut).
+    pub status: Option<u16>,
+    /// From sending the request to the end of the response body.
+    pub elapsed: Duration,
+    /// 0 for the first attempt, 1 for the first retry, and so on.
+    pub retry: u32,
 }
 
 impl fmt::Debug for Client {
@@ -86,6 +107,7 @@ pub struct ClientBuilder {
     connect_timeout: Duration,
     retry: RetryPolicy,
     user_agent: String,
+    observer: Option<Observer>,
 }
 
 impl fmt::Debug for ClientBuilder {
@@ -98,6 +120,7 @@ impl fmt::Debug for ClientBuilder {
             .field("connect_timeout", &self.connect_timeout)
             .field("retry", &self.retry)
             .field("user_agent", &self.user_agent)
+            .field("observer", &self.observer.is_some())
             .finish()
     }
 }
@@ -180,6 +203,27 @@ impl ClientBuilder {
         self
     }
 
+    /// Calls `observer` after every HTTP attempt (retries included) with the
+    /// operation, the status and the time it took: for latency metrics.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use std::sync::atomic::{AtomicU64, Ordering};
+    /// let attempts = Arc::new(AtomicU64::new(0));
+    /// let counted = attempts.clone();
+    /// let client = tokenops_client::Client::builder("http://localhost:8080")
+    ///     .observer(move |a| {
+    ///         counted.fetch_add(1, Ordering::Relaxed);
+    ///         eprintln!("{} {:?} in {:?}", a.operation, a.status, a.elapsed);
+    ///     })
+    ///     .build()
+    ///     .unwrap();
+    /// ```
+    pub fn observer(mut self, observer: impl Fn(&Attempt<'_>) + Send + Sync + 'static) -> Self {
+        self.observer = Some(Arc::new(observer));
+        self
+    }
+
     /// Checks the settings and makes the client.
     ///
     /// # Errors
@@ -223,6 +267,7 @@ impl ClientBuilder {
                 base,
                 token: self.token,
                 retry: self.retry,
+                observer: self.observer,
             }),
         })
     }
@@ -255,6 +300,8 @@ fn bearer(token: &SecretString) -> Result<HeaderValue> {
 
 /// One logical call: everything needed to make (and remake) its attempts.
 pub(crate) struct Call {
+    /// The client method making the call (reported to the observer).
+    pub operation: &'static str,
     pub method: Method,
     pub path: Vec<String>,
     pub query: Vec<(&'static str, String)>,
@@ -269,8 +316,9 @@ pub(crate) struct Call {
 }
 
 impl Call {
-    pub fn new(method: Method, path: &[&str]) -> Self {
+    pub fn new(operation: &'static str, method: Method, path: &[&str]) -> Self {
         Call {
+            operation,
             method,
             path: path.iter().map(|s| s.to_string()).collect(),
             query: Vec::new(),
@@ -329,6 +377,7 @@ impl Client {
             connect_timeout: Duration::from_secs(10),
             retry: RetryPolicy::default(),
             user_agent: concat!("tokenops-client/", env!("CARGO_PKG_VERSION")).to_string(),
+            observer: None,
         }
     }
 
@@ -357,6 +406,7 @@ impl Client {
                 base: self.inner.base.clone(),
                 token: Some(token),
                 retry: self.inner.retry.clone(),
+                observer: self.inner.observer.clone(),
             }),
         })
     }
@@ -398,6 +448,18 @@ impl Client {
                     .header(CONTENT_TYPE, "application/json")
                     .body(body.clone());
             }
+            let started = std::time::Instant::now();
+            let observe = |status: Option<StatusCode>| {
+                if let Some(observer) = &self.inner.observer {
+                    observer(&Attempt {
+                        operation: call.operation,
+                        method: &call.method,
+                        status: status.map(|s| s.as_u16()),
+                        elapsed: started.elapsed(),
+                        retry,
+                    });
+                }
+            };
             let failure = match req.send().await {
                 Ok(resp) => {
                     let status = resp.status();
@@ -406,7 +468,9 @@ impl Client {
                         .get(RETRY_AFTER)
                         .and_then(|v| v.to_str().ok())
                         .and_then(|v| parse_retry_after(v, chrono::Utc::now()));
-                    match resp.bytes().await {
+                    let body = resp.bytes().await;
+                    observe(body.is_ok().then_some(status));
+                    match body {
                         Ok(body) if status.is_success() => return Ok(Reply { status, body }),
                         Ok(_)
                             if status == StatusCode::NOT_FOUND
@@ -436,6 +500,7 @@ impl Client {
                     }
                 }
                 Err(e) => {
+                    observe(None);
                     if !is_retryable_transport(&e) {
                         return Err(Error::Transport(e));
                     }
@@ -530,15 +595,17 @@ mod tests {
     #[test]
     fn urls_keep_the_endpoint_prefix_and_escape_ids() {
         let client = Client::builder("https://h/api/").build().unwrap();
-        let call =
-            Call::new(Method::GET, &["v1", "tokens", "tok/../x"]).query("label", Some("a=b,c=d"));
+        let call = Call::new("list_tokens", Method::GET, &["v1", "tokens", "tok/../x"])
+            .query("label", Some("a=b,c=d"));
         let url = client.url(&call).unwrap();
         assert_eq!(
             url.as_str(),
             "https://h/api/v1/tokens/tok%2F..%2Fx?label=a%3Db%2Cc%3Dd"
         );
         let client = Client::builder("https://h").build().unwrap();
-        let url = client.url(&Call::new(Method::GET, &["healthz"])).unwrap();
+        let url = client
+            .url(&Call::new("health", Method::GET, &["healthz"]))
+            .unwrap();
         assert_eq!(url.as_str(), "https://h/healthz");
     }
 

@@ -54,7 +54,7 @@ mod tokens;
 pub use tokenops_types as types;
 pub use tokenops_types::*;
 
-pub use client::{Client, ClientBuilder, IDEMPOTENCY_KEY_HEADER};
+pub use client::{Attempt, Client, ClientBuilder, IDEMPOTENCY_KEY_HEADER};
 pub use error::{Error, Result};
 pub use retry::RetryPolicy;
 pub use rotation::{RenewBefore, RenewBeforeError};

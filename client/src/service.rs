@@ -78,7 +78,7 @@ impl Verify {
             permission: self.permission,
             resource: self.resource,
         };
-        let mut call = Call::new(Method::POST, &["v1", "verify"]).json(&body)?;
+        let mut call = Call::new("verify", Method::POST, &["v1", "verify"]).json(&body)?;
         // Verification needs no credentials of its own; don't hand ours to it.
         call.auth = false;
         self.client.execute_json(call).await
@@ -147,7 +147,7 @@ impl Audit {
     /// # Ok(()) }
     /// ```
     pub async fn send(self) -> Result<Page<AuditEvent>> {
-        let call = Call::new(Method::GET, &["v1", "audit"])
+        let call = Call::new("list_audit", Method::GET, &["v1", "audit"])
             .query("token_id", self.token_id)
             .query("limit", self.limit)
             .query("page_token", self.page_token);
@@ -178,7 +178,7 @@ impl Client {
     /// # Ok(()) }
     /// ```
     pub async fn whoami(&self) -> Result<Token> {
-        self.execute_json(Call::new(Method::GET, &["v1", "whoami"]))
+        self.execute_json(Call::new("whoami", Method::GET, &["v1", "whoami"]))
             .await
     }
 
@@ -252,7 +252,11 @@ impl Client {
     }
 
     async fn probe(&self, path: &str) -> Result<StatusCode> {
-        let mut call = Call::new(Method::GET, &[path]);
+        let mut call = Call::new(
+            if path == "readyz" { "ready" } else { "health" },
+            Method::GET,
+            &[path],
+        );
         call.auth = false;
         call.retries = false;
         Ok(self.execute(call).await?.status)

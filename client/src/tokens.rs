@@ -281,7 +281,8 @@ impl CreateToken {
     /// # Ok(()) }
     /// ```
     pub async fn send(self) -> Result<CreatedToken> {
-        let mut call = Call::new(Method::POST, &["v1", "tokens"]).json(&self.request)?;
+        let mut call =
+            Call::new("create_token", Method::POST, &["v1", "tokens"]).json(&self.request)?;
         call.idempotency_key = Some(self.idempotency_key.unwrap_or_else(new_idempotency_key));
         self.client.execute_json(call).await
     }
@@ -390,7 +391,7 @@ impl ListTokens {
     /// ```
     pub async fn send(self) -> Result<Page<Token>> {
         let selector = (!self.selector.is_empty()).then(|| self.selector.join(","));
-        let call = Call::new(Method::GET, &["v1", "tokens"])
+        let call = Call::new("list_tokens", Method::GET, &["v1", "tokens"])
             .query("status", self.status)
             .query("name", self.name)
             .query("label", selector)
@@ -513,7 +514,8 @@ impl UpdateToken {
     /// # Ok(()) }
     /// ```
     pub async fn send(self) -> Result<Token> {
-        let call = Call::new(Method::PATCH, &["v1", "tokens", &self.id]).json(&self.request)?;
+        let call = Call::new("update_token", Method::PATCH, &["v1", "tokens", &self.id])
+            .json(&self.request)?;
         self.client.execute_json(call).await
     }
 }
@@ -601,8 +603,12 @@ impl RegenerateToken {
     /// # Ok(()) }
     /// ```
     pub async fn send(self) -> Result<CreatedToken> {
-        let mut call = Call::new(Method::POST, &["v1", "tokens", &self.id, "regenerate"])
-            .json(&self.request)?;
+        let mut call = Call::new(
+            "regenerate_token",
+            Method::POST,
+            &["v1", "tokens", &self.id, "regenerate"],
+        )
+        .json(&self.request)?;
         call.idempotency_key = Some(self.idempotency_key.unwrap_or_else(new_idempotency_key));
         self.client.execute_json(call).await
     }
@@ -736,7 +742,7 @@ impl Client {
     /// # Ok(()) }
     /// ```
     pub async fn get_token(&self, id: &str) -> Result<Token> {
-        self.execute_json(Call::new(Method::GET, &["v1", "tokens", id]))
+        self.execute_json(Call::new("get_token", Method::GET, &["v1", "tokens", id]))
             .await
     }
 
@@ -782,8 +788,12 @@ impl Client {
     /// # Ok(()) }
     /// ```
     pub async fn revoke_token(&self, id: &str) -> Result<Token> {
-        self.execute_json(Call::new(Method::POST, &["v1", "tokens", id, "revoke"]))
-            .await
+        self.execute_json(Call::new(
+            "revoke_token",
+            Method::POST,
+            &["v1", "tokens", id, "revoke"],
+        ))
+        .await
     }
 
     /// Deletes a token permanently. A `404` answering a *repeated* attempt
@@ -796,7 +806,7 @@ impl Client {
     /// # Ok(()) }
     /// ```
     pub async fn delete_token(&self, id: &str) -> Result<()> {
-        let mut call = Call::new(Method::DELETE, &["v1", "tokens", id]);
+        let mut call = Call::new("delete_token", Method::DELETE, &["v1", "tokens", id]);
         call.not_found_after_retry_is_success = true;
         self.execute(call).await.map(|_| ())
     }
@@ -827,7 +837,8 @@ impl Client {
                 selector: Some(s),
             },
         };
-        let call = Call::new(Method::POST, &["v1", "tokens", "revoke"]).json(&body)?;
+        let call =
+            Call::new("bulk_revoke", Method::POST, &["v1", "tokens", "revoke"]).json(&body)?;
         let reply: BulkRevokeResponse = self.execute_json(call).await?;
         Ok(reply.revoked)
     }

@@ -318,3 +318,45 @@ async fn an_update_and_a_bulk_revoke_whose_responses_are_lost_are_repeated_safel
     );
     assert_eq!(proxy.seen().len(), 4);
 }
+
+#[tokio::test]
+async fn the_observer_sees_every_attempt_with_its_operation_and_status() {
+    let server = TestServer::sqlite().await;
+    let proxy = Proxy::start(&server.url(), vec![Action::Fail(503)]).await;
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let log = seen.clone();
+    let client = tokenops_client::Client::builder(proxy.url())
+        .token(tokenops_client::secrecy::SecretString::from(
+            server.owner_token(),
+        ))
+        .retry_policy(fast_retries(2))
+        .observer(move |a| {
+            log.lock().unwrap().push((
+                a.operation,
+                a.method.as_str().to_string(),
+                a.status,
+                a.retry,
+                a.elapsed,
+            ))
+        })
+        .build()
+        .unwrap();
+    // The first attempt meets the proxy's 503, the retry the server.
+    client.whoami().await.unwrap();
+    let missing = client.get_token("tok_doesnotexist0000").await.unwrap_err();
+    assert!(missing.is_not_found());
+    let seen = seen.lock().unwrap().clone();
+    let summary: Vec<_> = seen
+        .iter()
+        .map(|(op, method, status, retry, _)| (*op, method.as_str(), *status, *retry))
+        .collect();
+    assert_eq!(
+        summary,
+        vec![
+            ("whoami", "GET", Some(503), 0),
+            ("whoami", "GET", Some(200), 1),
+            ("get_token", "GET", Some(404), 0),
+        ]
+    );
+    assert!(seen.iter().all(|(.., elapsed)| *elapsed > Duration::ZERO));
+}

@@ -2,7 +2,7 @@
 //! named in its status) into a ready [`tokenops_client::Client`].
 
 use std::collections::HashMap;
-use std::sync::{LazyLock, Mutex};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::Secret;
@@ -12,6 +12,7 @@ use tokenops_client::Client;
 use tokenops_client::secrecy::SecretString;
 
 use crate::crd::{ApiToken, BackendKind, ClusterTokenBackend, TokenBackend};
+use crate::metrics::Metrics;
 use crate::{Error, Result};
 
 /// A backend ready to use.
@@ -81,8 +82,9 @@ struct BackendSettings {
     project: Option<String>,
 }
 
-/// Reads the backend object and its credentials Secret and builds the client.
-pub async fn resolve(kube: &kube::Client, at: &BackendLocation) -> Result<Backend> {
+/// Reads the backend object and its credentials Secret: the settings, and the
+/// management token.
+async fn read(kube: &kube::Client, at: &BackendLocation) -> Result<(BackendSettings, String)> {
     let not_found = |kind| Error::BackendNotFound {
         kind,
         name: at.name.clone(),
@@ -139,13 +141,7 @@ pub async fn resolve(kube: &kube::Client, at: &BackendLocation) -> Result<Backen
                 settings.secret_namespace, settings.secret_name, settings.secret_key
             ))
         })?;
-    let ca = settings.ca_bundle.filter(|c| !c.trim().is_empty());
-    let client = client_for(settings.url, token.trim(), ca)?;
-    Ok(Backend {
-        id: at.id(),
-        project: settings.project,
-        client,
-    })
+    Ok((settings, token))
 }
 
 /// Backends recently resolved, so that the reconciles of many `ApiToken`s on
@@ -157,11 +153,23 @@ pub async fn resolve(kube: &kube::Client, at: &BackendLocation) -> Result<Backen
 /// using it fails, and after [`Resolver::TTL`] in any case (a change missed
 /// while a watch was re-connecting, or credentials in a namespace the
 /// operator does not watch). The deletion path does not use it.
-#[derive(Debug, Default)]
+///
+/// It also keeps the clients it builds, by a hash of what they were built from
+/// (endpoint, token, CA): a backend with the same settings as before reuses its
+/// client — TLS setup and open connections — instead of a new handshake per
+/// reconcile. Every client reports its requests' latency to the metrics.
 pub struct Resolver {
     /// Entries by [`BackendLocation::id`], and a count of invalidations: a
     /// resolve that raced with one does not store its (maybe stale) result.
     inner: Mutex<(HashMap<String, Resolved>, u64)>,
+    clients: Mutex<HashMap<[u8; 32], Client>>,
+    metrics: Arc<Metrics>,
+}
+
+impl std::fmt::Debug for Resolver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Resolver").finish_non_exhaustive()
+    }
 }
 
 /// A backend and when it was read.
@@ -170,6 +178,33 @@ type Resolved = (Backend, Instant);
 impl Resolver {
     /// The longest an entry is used without reading the objects again.
     pub const TTL: Duration = Duration::from_secs(30);
+
+    /// A resolver whose clients record their requests in `metrics`.
+    pub fn new(metrics: Arc<Metrics>) -> Self {
+        Resolver {
+            inner: Mutex::default(),
+            clients: Mutex::default(),
+            metrics,
+        }
+    }
+
+    /// Reads the backend object and its credentials Secret now, and returns
+    /// the backend with its client (used where a stale read would do harm:
+    /// deletion, the backend's own `Ready` check).
+    pub async fn resolve_fresh(
+        &self,
+        kube: &kube::Client,
+        at: &BackendLocation,
+    ) -> Result<Backend> {
+        let (settings, token) = read(kube, at).await?;
+        let ca = settings.ca_bundle.filter(|c| !c.trim().is_empty());
+        let client = self.client_for(settings.url, token.trim(), ca)?;
+        Ok(Backend {
+            id: at.id(),
+            project: settings.project,
+            client,
+        })
+    }
 
     /// [`resolve`], from memory when possible.
     pub async fn resolve(&self, kube: &kube::Client, at: &BackendLocation) -> Result<Backend> {
@@ -183,12 +218,44 @@ impl Resolver {
             }
             inner.1
         };
-        let backend = resolve(kube, at).await?;
+        let backend = self.resolve_fresh(kube, at).await?;
         let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
         if inner.1 == epoch {
             inner.0.insert(id, (backend.clone(), Instant::now()));
         }
         Ok(backend)
+    }
+
+    fn client_for(&self, url: String, token: &str, ca: Option<String>) -> Result<Client> {
+        let mut hash = Sha256::new();
+        for part in [
+            url.as_bytes(),
+            token.as_bytes(),
+            ca.as_deref().unwrap_or("").as_bytes(),
+        ] {
+            hash.update((part.len() as u64).to_le_bytes());
+            hash.update(part);
+        }
+        let key: [u8; 32] = hash.finalize().into();
+        let mut clients = self.clients.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(client) = clients.get(&key) {
+            return Ok(client.clone());
+        }
+        let metrics = self.metrics.clone();
+        let mut builder = Client::builder(url)
+            .token(SecretString::from(token.to_string()))
+            .user_agent(concat!("tokenops-operator/", env!("CARGO_PKG_VERSION")))
+            .observer(move |attempt| metrics.backend_request(attempt));
+        if let Some(ca) = ca {
+            builder = builder.ca_cert_pem(ca.into_bytes());
+        }
+        let client = builder.build()?;
+        // More distinct settings than this (credentials rotated many times) start afresh.
+        if clients.len() >= MAX_CACHED_CLIENTS {
+            clients.clear();
+        }
+        clients.insert(key, client.clone());
+        Ok(client)
     }
 
     /// Drops the entry of the backend with this [`BackendLocation::id`].
@@ -199,44 +266,8 @@ impl Resolver {
     }
 }
 
-/// Clients already built, by a hash of what they were built from (endpoint,
-/// token, CA). Every reconcile still reads the backend object and its
-/// credentials, but one with the same settings as before reuses the client:
-/// its TLS setup and its open connections, instead of a new handshake per
-/// reconcile.
-static CLIENTS: LazyLock<Mutex<HashMap<[u8; 32], Client>>> = LazyLock::new(Default::default);
-
-/// More distinct settings than this (credentials rotated many times) start the cache afresh.
+/// Distinct client settings kept at most (see [`Resolver::client_for`]).
 const MAX_CACHED_CLIENTS: usize = 256;
-
-fn client_for(url: String, token: &str, ca: Option<String>) -> Result<Client> {
-    let mut hash = Sha256::new();
-    for part in [
-        url.as_bytes(),
-        token.as_bytes(),
-        ca.as_deref().unwrap_or("").as_bytes(),
-    ] {
-        hash.update((part.len() as u64).to_le_bytes());
-        hash.update(part);
-    }
-    let key: [u8; 32] = hash.finalize().into();
-    let mut clients = CLIENTS.lock().unwrap_or_else(|e| e.into_inner());
-    if let Some(client) = clients.get(&key) {
-        return Ok(client.clone());
-    }
-    let mut builder = Client::builder(url)
-        .token(SecretString::from(token.to_string()))
-        .user_agent(concat!("tokenops-operator/", env!("CARGO_PKG_VERSION")));
-    if let Some(ca) = ca {
-        builder = builder.ca_cert_pem(ca.into_bytes());
-    }
-    let client = builder.build()?;
-    if clients.len() >= MAX_CACHED_CLIENTS {
-        clients.clear();
-    }
-    clients.insert(key, client.clone());
-    Ok(client)
-}
 
 #[cfg(test)]
 mod tests {
@@ -264,6 +295,8 @@ mod tests {
     #[test]
     fn a_backend_client_is_reused_only_for_the_same_settings() {
         let url = "http://backend.invalid:8080".to_string();
+        let resolver = Resolver::new(Arc::new(Metrics::default()));
+        let client_for = |url, token, ca| resolver.client_for(url, token, ca);
         let a = client_for(url.clone(), "tko_one", None).unwrap();
         let b = client_for(url.clone(), "tko_one", None).unwrap();
         let key = |c: &Client| format!("{:p}", c.endpoint());

@@ -13,7 +13,7 @@ use kube::runtime::watcher;
 use kube::{Api, ResourceExt};
 use serde_json::json;
 
-use crate::backend::{self, BackendLocation};
+use crate::backend::BackendLocation;
 use crate::controller::Context;
 use crate::crd::{
     BackendKind, ClusterTokenBackend, Condition, ConditionStatus, TokenBackend, TokenBackendStatus,
@@ -32,7 +32,7 @@ async fn check(
     generation: Option<i64>,
 ) -> (TokenBackendStatus, Action) {
     let result = async {
-        let b = backend::resolve(&ctx.client, loc).await?;
+        let b = ctx.backends.resolve_fresh(&ctx.client, loc).await?;
         Ok::<_, Error>(b.client.whoami().await?)
     }
     .await;

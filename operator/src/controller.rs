@@ -99,6 +99,7 @@ impl Context {
         metrics: Arc<Metrics>,
         cleanup_timeout: Duration,
     ) -> Self {
+        let backend_metrics = metrics.clone();
         Context {
             client,
             reporter: Reporter {
@@ -111,7 +112,7 @@ impl Context {
             backoff: crate::error::Backoff::default(),
             concurrency: DEFAULT_CONCURRENCY,
             resync_period: DEFAULT_RESYNC_PERIOD,
-            backends: backend::Resolver::default(),
+            backends: backend::Resolver::new(backend_metrics),
             failures: Mutex::new(HashMap::new()),
             written: Mutex::new(HashMap::new()),
         }
@@ -1359,7 +1360,7 @@ async fn revoke_owned(
     id: &str,
 ) -> Result<String> {
     let note = revoke_one(tok, ctx, loc, id).await?;
-    let backend = backend::resolve(&ctx.client, loc).await?;
+    let backend = ctx.backends.resolve_fresh(&ctx.client, loc).await?;
     sweep_orphans(tok, ctx, &backend, id, &[]).await;
     Ok(note)
 }
@@ -1372,7 +1373,7 @@ async fn revoke_one(
     loc: &BackendLocation,
     id: &str,
 ) -> Result<String> {
-    let backend = backend::resolve(&ctx.client, loc).await?;
+    let backend = ctx.backends.resolve_fresh(&ctx.client, loc).await?;
     let uid = tok.uid().unwrap_or_default();
     Ok(match backend.client.get_token(id).await {
         Err(e) if e.is_not_found() => format!("Token {id} no longer exists on the backend"),

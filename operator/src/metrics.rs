@@ -25,6 +25,13 @@ pub struct Metrics {
     pub token_expiry: Family<Labels, Gauge<f64, AtomicU64>>,
     /// Reconcile duration.
     pub duration: Histogram,
+    /// Backend HTTP requests (every attempt), by client operation and outcome.
+    pub backend_requests: Family<Labels, Histogram, fn() -> Histogram>,
+}
+
+fn backend_latency_histogram() -> Histogram {
+    // 0.5 ms to ~4 s.
+    Histogram::new(exponential_buckets(0.0005, 2.0, 14))
 }
 
 impl Default for Metrics {
@@ -35,6 +42,14 @@ impl Default for Metrics {
         let rotations = Family::<Labels, Counter>::default();
         let token_expiry = Family::<Labels, Gauge<f64, AtomicU64>>::default();
         let duration = Histogram::new(exponential_buckets(0.01, 2.0, 12));
+        let backend_requests = Family::<Labels, Histogram, fn() -> Histogram>::new_with_constructor(
+            backend_latency_histogram,
+        );
+        registry.register(
+            "backend_request_duration_seconds",
+            "Requests to tokenops backends (each attempt), by operation and outcome (HTTP status class, or error when no response arrived)",
+            backend_requests.clone(),
+        );
         registry.register("reconciles", "Reconciles started", reconciles.clone());
         registry.register(
             "reconcile_errors",
@@ -63,6 +78,7 @@ impl Default for Metrics {
             rotations,
             token_expiry,
             duration,
+            backend_requests,
         }
     }
 }
@@ -105,6 +121,23 @@ impl Metrics {
                 self.token_expiry.remove(&labels);
             }
         }
+    }
+
+    /// Records one backend request attempt.
+    pub fn backend_request(&self, attempt: &tokenops_client::Attempt<'_>) {
+        let outcome = match attempt.status {
+            Some(s) if s < 300 => "2xx",
+            Some(s) if s < 400 => "3xx",
+            Some(s) if s < 500 => "4xx",
+            Some(_) => "5xx",
+            None => "error",
+        };
+        self.backend_requests
+            .get_or_create(&vec![
+                ("operation", attempt.operation.to_string()),
+                ("outcome", outcome.to_string()),
+            ])
+            .observe(attempt.elapsed.as_secs_f64());
     }
 
     /// The text exposition format.

@@ -371,6 +371,13 @@ async fn a_new_api_token_costs_the_backend_one_create() {
     assert_eq!(delta("GET /v1/tokens/{id}"), 0.0, "read back: {after:?}");
     // The finalizer, the issue, and at least one reconcile woken by our writes.
     assert!(reconciles >= 3.0, "only {reconciles} reconciles");
+    // The backend's latency, by operation, in the operator's metrics.
+    let created = support::metric(
+        &env.metrics,
+        "tokenops_operator_backend_request_duration_seconds_count",
+        &["operation=\"create_token\"", "outcome=\"2xx\""],
+    );
+    assert_eq!(created, 1.0, "{}", env.metrics.render());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
