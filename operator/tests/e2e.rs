@@ -484,3 +484,65 @@ async fn an_api_token_waiting_for_its_backend_is_issued_when_the_backend_appears
     )
     .await;
 }
+
+/// `examples/kubernetes/backend.yaml` and `apitoken.yaml` as a user applies
+/// them, with only what must differ here replaced: the namespace, the
+/// backend's URL and the management token.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_kubernetes_example_reaches_ready_with_its_secret() {
+    let env = env().await;
+    let dir = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../examples/kubernetes");
+    let apply = PatchParams::apply("e2e-example").force();
+    for file in ["backend.yaml", "apitoken.yaml"] {
+        let text = std::fs::read_to_string(dir.join(file)).unwrap();
+        let docs: Vec<serde_json::Value> = serde_saphyr::from_multiple(&text).unwrap();
+        for mut doc in docs.into_iter().filter(|d| !d.is_null()) {
+            doc["metadata"]["namespace"] = json!(env.ns);
+            let name = doc["metadata"]["name"].as_str().unwrap().to_string();
+            match doc["kind"].as_str().unwrap() {
+                "Secret" => {
+                    doc["stringData"]["token"] = json!(env.backend().owner_token());
+                    env.secrets()
+                        .patch(&name, &apply, &Patch::Apply(&doc))
+                        .await
+                        .unwrap();
+                }
+                "TokenBackend" => {
+                    doc["spec"]["url"] = json!(env.backend().url());
+                    Api::<crd::TokenBackend>::namespaced(env.client.clone(), &env.ns)
+                        .patch(&name, &apply, &Patch::Apply(&doc))
+                        .await
+                        .unwrap();
+                }
+                "ApiToken" => {
+                    env.tokens()
+                        .patch(&name, &apply, &Patch::Apply(&doc))
+                        .await
+                        .unwrap();
+                }
+                other => panic!("{file}: unexpected kind {other}"),
+            }
+        }
+    }
+    let tok = env.ready("exporter").await;
+    let status = tok.status.unwrap();
+    assert_eq!(status.secret_name.as_deref(), Some("exporter-token"));
+    let secret = env.secrets().get("exporter-token").await.unwrap();
+    assert_eq!(
+        secret.labels().get("app").map(String::as_str),
+        Some("exporter")
+    );
+    let data = secret.data.unwrap();
+    let value = String::from_utf8(data["token"].0.clone()).unwrap();
+    assert!(env.verifies(&value).await);
+    assert_eq!(
+        data["url"].0, b"http://tokenops-server.tokenops.svc",
+        "the template's extra key"
+    );
+    let token = env
+        .admin
+        .get_token(status.token_id.as_deref().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(token.role.as_deref(), Some("read-only"));
+}
