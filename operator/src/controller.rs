@@ -148,12 +148,12 @@ impl Context {
     /// that reconcile saw the token less than [`KNOWN_TOKEN_TTL`] ago. Such a
     /// reconcile was woken by our own Secret or status write; the periodic
     /// resync and any change to the `ApiToken` still read the backend.
-    fn known_token(&self, cached: &ApiToken) -> Option<Token> {
+    fn known_token(&self, cached: &ApiToken) -> Option<(Token, std::time::Instant)> {
         let written = self.written.lock().unwrap_or_else(|e| e.into_inner());
         let w = written.get(&cached.uid()?)?;
         (cached.resource_version().as_deref() == Some(w.resource_version.as_str())
             && w.seen.elapsed() < KNOWN_TOKEN_TTL.min(self.resync_period / 2))
-        .then(|| w.token.clone())
+        .then(|| (w.token.clone(), w.seen))
     }
 
     fn remember(
@@ -391,16 +391,21 @@ pub async fn apply(cached: &ApiToken, ctx: &Context) -> Result<Action> {
     // Decide on the object as it is now, not as the watch cache last saw it:
     // a reconcile woken by our own Secret write may run before the cache has
     // our status write, and acting on a stale status would issue or rotate twice.
-    // (Unless the cache holds our own last write: see `known_token`.)
-    let known = ctx.known_token(cached);
-    let tok = if known.is_some() {
-        cached.clone()
-    } else {
-        let api: Api<ApiToken> =
-            Api::namespaced(ctx.client.clone(), &cached.namespace().unwrap_or_default());
-        match api.get_opt(&cached.name_any()).await? {
-            Some(t) if t.uid() == cached.uid() && t.metadata.deletion_timestamp.is_none() => t,
-            _ => return Ok(Action::await_change()),
+    // Unless the cache holds our own last write (see `known_token`); and when
+    // the object read now is still that write, the cache was merely behind:
+    // the token we saw then stands in for a backend read too.
+    let (tok, known) = match ctx.known_token(cached) {
+        Some(known) => (cached.clone(), Some(known)),
+        None => {
+            let api: Api<ApiToken> =
+                Api::namespaced(ctx.client.clone(), &cached.namespace().unwrap_or_default());
+            match api.get_opt(&cached.name_any()).await? {
+                Some(t) if t.uid() == cached.uid() && t.metadata.deletion_timestamp.is_none() => {
+                    let known = ctx.known_token(&t);
+                    (t, known)
+                }
+                _ => return Ok(Action::await_change()),
+            }
         }
     };
     let tok = &tok;
@@ -431,7 +436,11 @@ pub async fn apply(cached: &ApiToken, ctx: &Context) -> Result<Action> {
     }
 }
 
-async fn apply_steps(tok: &ApiToken, ctx: &Context, known: Option<Token>) -> Result<Action> {
+async fn apply_steps(
+    tok: &ApiToken,
+    ctx: &Context,
+    known: Option<(Token, std::time::Instant)>,
+) -> Result<Action> {
     let ns = tok.namespace().unwrap_or_default();
     let prev = tok.status.clone().unwrap_or_default();
 
@@ -498,16 +507,12 @@ async fn apply_steps(tok: &ApiToken, ctx: &Context, known: Option<Token>) -> Res
         found = Some(old_secret);
     }
     let same_backend = recorded.backend.as_deref().is_none_or(|b| b == backend.id);
+    // When the token was last seen as `token` shows it.
     let mut seen = std::time::Instant::now();
     let token = match (&recorded.token_id, same_backend) {
-        (Some(id), true) => match known.filter(|t| t.id == *id) {
-            Some(t) => {
-                seen = ctx
-                    .written
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .get(&tok.uid().unwrap_or_default())
-                    .map_or(seen, |w| w.seen);
+        (Some(id), true) => match known.filter(|(t, _)| t.id == *id) {
+            Some((t, at)) => {
+                seen = at;
                 TokenState::Found(Box::new(t))
             }
             None => match backend.client.get_token(id).await {
