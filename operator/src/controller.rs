@@ -69,7 +69,7 @@ pub struct Context {
     failures: Mutex<HashMap<String, u32>>,
     /// By `ApiToken` UID: what this process's last reconcile of it left behind
     /// (see [`Context::known_token`]).
-    written: Mutex<HashMap<String, Written>>,
+    written: Mutex<WrittenMap>,
 }
 
 /// The end of a successful reconcile: the `ApiToken`'s resourceVersion after
@@ -78,6 +78,13 @@ struct Written {
     resource_version: String,
     token: Token,
     seen: std::time::Instant,
+}
+
+/// [`Written`] by `ApiToken` UID, and the size at which old entries are dropped next.
+#[derive(Default)]
+struct WrittenMap {
+    entries: HashMap<String, Written>,
+    prune_at: usize,
 }
 
 /// How long a token read from (or returned by) the backend stands in for
@@ -114,7 +121,7 @@ impl Context {
             resync_period: DEFAULT_RESYNC_PERIOD,
             backends: backend::Resolver::new(backend_metrics),
             failures: Mutex::new(HashMap::new()),
-            written: Mutex::new(HashMap::new()),
+            written: Mutex::default(),
         }
     }
 
@@ -150,7 +157,7 @@ impl Context {
     /// resync and any change to the `ApiToken` still read the backend.
     fn known_token(&self, cached: &ApiToken) -> Option<(Token, std::time::Instant)> {
         let written = self.written.lock().unwrap_or_else(|e| e.into_inner());
-        let w = written.get(&cached.uid()?)?;
+        let w = written.entries.get(&cached.uid()?)?;
         (cached.resource_version().as_deref() == Some(w.resource_version.as_str())
             && w.seen.elapsed() < KNOWN_TOKEN_TTL.min(self.resync_period / 2))
         .then(|| (w.token.clone(), w.seen))
@@ -165,14 +172,18 @@ impl Context {
     ) {
         let mut written = self.written.lock().unwrap_or_else(|e| e.into_inner());
         let Some(resource_version) = resource_version else {
-            written.remove(&uid);
+            written.entries.remove(&uid);
             return;
         };
-        // Entries are only useful for seconds: drop the old ones now and then.
-        if written.len() >= 4 * usize::from(self.concurrency).max(64) {
-            written.retain(|_, w| w.seen.elapsed() < KNOWN_TOKEN_TTL);
+        // Entries are only useful for seconds: drop the old ones whenever the
+        // map has doubled since the last time (amortised, however many are fresh).
+        if written.entries.len() >= written.prune_at {
+            written
+                .entries
+                .retain(|_, w| w.seen.elapsed() < KNOWN_TOKEN_TTL);
+            written.prune_at = (2 * written.entries.len()).max(256);
         }
-        written.insert(
+        written.entries.insert(
             uid,
             Written {
                 resource_version,
@@ -187,6 +198,7 @@ impl Context {
             self.written
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
+                .entries
                 .remove(&uid);
         }
     }
