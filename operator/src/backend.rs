@@ -26,7 +26,7 @@ pub struct Backend {
 }
 
 /// Where a backend object is.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct BackendLocation {
     pub kind: BackendKind,
     pub namespace: String,
@@ -159,9 +159,9 @@ async fn read(kube: &kube::Client, at: &BackendLocation) -> Result<(BackendSetti
 /// client — TLS setup and open connections — instead of a new handshake per
 /// reconcile. Every client reports its requests' latency to the metrics.
 pub struct Resolver {
-    /// Entries by [`BackendLocation::id`], and a count of invalidations: a
-    /// resolve that raced with one does not store its (maybe stale) result.
-    inner: Mutex<(HashMap<String, Resolved>, u64)>,
+    /// Entries by location, and a count of invalidations: a resolve that
+    /// raced with one does not store its (maybe stale) result.
+    inner: Mutex<(HashMap<BackendLocation, Resolved>, u64)>,
     clients: Mutex<HashMap<[u8; 32], Client>>,
     metrics: Arc<Metrics>,
 }
@@ -206,12 +206,11 @@ impl Resolver {
         })
     }
 
-    /// [`resolve`], from memory when possible.
+    /// [`Resolver::resolve_fresh`], from memory when possible.
     pub async fn resolve(&self, kube: &kube::Client, at: &BackendLocation) -> Result<Backend> {
-        let id = at.id();
         let epoch = {
             let inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
-            if let Some((b, when)) = inner.0.get(&id)
+            if let Some((b, when)) = inner.0.get(at)
                 && when.elapsed() < Self::TTL
             {
                 return Ok(b.clone());
@@ -221,7 +220,9 @@ impl Resolver {
         let backend = self.resolve_fresh(kube, at).await?;
         let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
         if inner.1 == epoch {
-            inner.0.insert(id, (backend.clone(), Instant::now()));
+            inner
+                .0
+                .insert(at.clone(), (backend.clone(), Instant::now()));
         }
         Ok(backend)
     }
@@ -258,11 +259,11 @@ impl Resolver {
         Ok(client)
     }
 
-    /// Drops the entry of the backend with this [`BackendLocation::id`].
-    pub fn forget(&self, id: &str) {
+    /// Drops the entry of the backend at `at`.
+    pub fn forget(&self, at: &BackendLocation) {
         let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
         inner.1 += 1;
-        inner.0.remove(id);
+        inner.0.remove(at);
     }
 }
 

@@ -217,10 +217,9 @@ fn resync_after(period: Duration, uid: &str) -> Duration {
     period.mul_f64(1.0 - f64::from(spread) / 10_000.0)
 }
 
-/// Which Secret each backend object authenticates with, keyed by
-/// (kind, namespace, name) of the backend. Filled as backend events arrive,
-/// read when a Secret changes.
-type CredentialRefs = Arc<Mutex<HashMap<(BackendKind, String, String), (String, String)>>>;
+/// Which Secret (namespace, name) each backend object authenticates with.
+/// Filled as backend events arrive, read when a Secret changes.
+type CredentialRefs = Arc<Mutex<HashMap<BackendLocation, (String, String)>>>;
 
 /// Watches `ApiToken`s (in all namespaces, or in one), the Secrets they own,
 /// their backends and the backends' credentials Secrets, and reconciles until
@@ -254,42 +253,44 @@ pub async fn run(ctx: Arc<Context>, namespace: Option<&str>) {
     let controller = Controller::new(tokens, watcher::Config::default().any_semantic())
         .with_config(ControllerConfig::default().concurrency(ctx.concurrency));
     // A backend that appears or changes wakes the ApiTokens that use it at once
-    // (instead of at their next back-off); so does its credentials Secret.
+    // (instead of at their next back-off); so does its credentials Secret. Either
+    // also ends the resolver's memory of that backend.
     let store = controller.store();
-    let users = move |kind: BackendKind, namespace: Option<String>, name: String| {
-        store
-            .state()
-            .iter()
-            .filter(|t| {
-                t.spec.backend_ref.kind == kind
-                    && t.spec.backend_ref.name == name
-                    && (namespace.is_none() || t.namespace() == namespace)
-            })
-            .map(|t| ObjectRef::from_obj(&**t))
-            .collect::<Vec<_>>()
-    };
     let refs = CredentialRefs::default();
-    let (users_ns, users_secret) = (users.clone(), users.clone());
-    let (refs_ns, refs_cluster, refs_secret) = (refs.clone(), refs.clone(), refs);
-    let (ctx_ns, ctx_cluster, ctx_secret) = (ctx.clone(), ctx.clone(), ctx.clone());
+    let changed = {
+        let (ctx, refs) = (ctx.clone(), refs.clone());
+        move |at: BackendLocation, credentials: Option<(String, String)>| {
+            ctx.backends.forget(&at);
+            if let Some(secret) = credentials {
+                refs.lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .insert(at.clone(), secret);
+            }
+            store
+                .state()
+                .iter()
+                .filter(|t| BackendLocation::of(t) == at)
+                .map(|t| ObjectRef::from_obj(&**t))
+                .collect::<Vec<_>>()
+        }
+    };
+    let (changed_ns, changed_cluster, changed_secret) = (changed.clone(), changed.clone(), changed);
     controller
         .owns(secrets, owned)
         .watches(
             backends,
             watcher::Config::default(),
             move |b: TokenBackend| {
-                let ns = b.namespace().unwrap_or_default();
                 let at = BackendLocation {
                     kind: BackendKind::TokenBackend,
-                    namespace: ns.clone(),
+                    namespace: b.namespace().unwrap_or_default(),
                     name: b.name_any(),
                 };
-                ctx_ns.backends.forget(&at.id());
-                refs_ns.lock().unwrap_or_else(|e| e.into_inner()).insert(
-                    (BackendKind::TokenBackend, ns.clone(), b.name_any()),
-                    (ns.clone(), b.spec.credentials_secret_ref.name.clone()),
+                let secret = (
+                    at.namespace.clone(),
+                    b.spec.credentials_secret_ref.name.clone(),
                 );
-                users_ns(BackendKind::TokenBackend, Some(ns), b.name_any())
+                changed_ns(at, Some(secret))
             },
         )
         .watches(
@@ -302,19 +303,7 @@ pub async fn run(ctx: Arc<Context>, namespace: Option<&str>) {
                     namespace: String::new(),
                     name: b.name_any(),
                 };
-                ctx_cluster.backends.forget(&at.id());
-                refs_cluster
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .insert(
-                        (
-                            BackendKind::ClusterTokenBackend,
-                            String::new(),
-                            b.name_any(),
-                        ),
-                        (r.namespace.clone(), r.name.clone()),
-                    );
-                users(BackendKind::ClusterTokenBackend, None, b.name_any())
+                changed_cluster(at, Some((r.namespace.clone(), r.name.clone())))
             },
         )
         // Only metadata is kept in memory; the values of Secrets are not read here.
@@ -323,27 +312,16 @@ pub async fn run(ctx: Arc<Context>, namespace: Option<&str>) {
             watcher::Config::default(),
             move |s: PartialObjectMeta<Secret>| {
                 let key = (s.namespace().unwrap_or_default(), s.name_any());
-                let using: Vec<_> = refs_secret
+                let using: Vec<BackendLocation> = refs
                     .lock()
                     .unwrap_or_else(|e| e.into_inner())
                     .iter()
                     .filter(|(_, secret)| **secret == key)
                     .map(|(backend, _)| backend.clone())
                     .collect();
-                for (kind, namespace, name) in &using {
-                    let at = BackendLocation {
-                        kind: *kind,
-                        namespace: namespace.clone(),
-                        name: name.clone(),
-                    };
-                    ctx_secret.backends.forget(&at.id());
-                }
                 using
                     .into_iter()
-                    .flat_map(|(kind, ns, name)| {
-                        let ns = (kind == BackendKind::TokenBackend).then_some(ns);
-                        users_secret(kind, ns, name)
-                    })
+                    .flat_map(|at| changed_secret(at, None))
                     .collect::<Vec<_>>()
             },
         )
@@ -426,7 +404,7 @@ pub async fn apply(cached: &ApiToken, ctx: &Context) -> Result<Action> {
         Err(e) => {
             ctx.forget_written(tok);
             // The backend's settings may be what is wrong: read them afresh next time.
-            ctx.backends.forget(&BackendLocation::of(tok).id());
+            ctx.backends.forget(&BackendLocation::of(tok));
             // Say why in the status; the error itself drives the back-off.
             let mut status = tok.status.clone().unwrap_or_default();
             set_ready(
@@ -998,41 +976,33 @@ async fn issue(
         expires_at: None,
         labels: Some(owner_labels(tok)),
     };
+    // Tokens an interrupted attempt must neither reuse nor revoke.
+    let mut spare: Vec<&str> = pending.iter().map(|p| p.token_id.as_str()).collect();
+    spare.extend(recorded);
     let keyed = backend
         .client
         .create_token_from(request.clone())
         .idempotency_key(issue_key(tok, recorded))
         .await;
-    let (created, interrupted) = match keyed {
-        Ok(created) => {
-            // A fresh token has generation 0; a replayed key regenerates it.
-            let replayed = created.token.generation > 0;
-            if replayed {
-                ctx.event(
-                    tok,
-                    EventType::Normal,
-                    "Adopted",
-                    format!(
-                        "Reused token {} that an interrupted reconcile created but never delivered; its value was regenerated",
-                        created.token.id
-                    ),
-                )
-                .await;
-            }
-            (created, replayed)
+    let (created, leftovers) = match keyed {
+        // A fresh token has generation 0; a replayed key regenerates it: an
+        // earlier attempt was interrupted, so look for what it left behind.
+        Ok(created) if created.token.generation > 0 => {
+            reused_undelivered(tok, ctx, &created.token.id).await;
+            let listed = owned_tokens(tok, backend).await;
+            (created, Some(listed))
         }
+        Ok(created) => (created, None),
         Err(e)
             if matches!(
                 e.code(),
                 Some(codes::IDEMPOTENCY_KEY_REUSED | codes::TOKEN_REVOKED)
             ) =>
         {
-            let mut avoid: Vec<&str> = pending.iter().map(|p| p.token_id.as_str()).collect();
-            avoid.extend(recorded);
-            (
-                issue_by_listing(tok, ctx, backend, desired, request, &avoid).await?,
-                true,
-            )
+            let listed = owned_tokens(tok, backend).await?;
+            let created =
+                issue_by_listing(tok, ctx, backend, desired, request, &listed, &spare).await?;
+            (created, Some(Ok(listed)))
         }
         Err(e) => return Err(e.into()),
     };
@@ -1043,28 +1013,27 @@ async fn issue(
         created.secret.expose_secret().as_bytes(),
     )
     .await?;
-    if interrupted {
-        let mut keep: Vec<&str> = pending.iter().map(|p| p.token_id.as_str()).collect();
-        keep.extend(recorded);
-        sweep_orphans(tok, ctx, backend, &created.token.id, &keep).await;
+    if let Some(listed) = leftovers {
+        revoke_leftovers(tok, ctx, backend, listed, &created.token.id, &spare).await;
     }
     Ok(created.token)
 }
 
-/// The fallback of [`issue`]: reuses an undelivered token of this `ApiToken`
-/// with the desired permissions (not one in `avoid`), or creates one.
+/// The fallback of [`issue`]: reuses an undelivered token among `listed`
+/// (this `ApiToken`'s active tokens) with the desired permissions and not in
+/// `avoid`, or creates one.
 async fn issue_by_listing(
     tok: &ApiToken,
     ctx: &Context,
     backend: &Backend,
     desired: &Desired,
     request: CreateTokenRequest,
+    listed: &[Token],
     avoid: &[&str],
 ) -> Result<tokenops_client::CreatedToken> {
     let now = Utc::now();
-    let undelivered = owned_tokens(tok, backend)
-        .await?
-        .into_iter()
+    let undelivered = listed
+        .iter()
         .filter(|t| {
             !avoid.contains(&t.id.as_str())
                 && t.expires_at.is_none_or(|e| e > now)
@@ -1078,20 +1047,19 @@ async fn issue_by_listing(
                 call = call.lifetime(l);
             }
             let created = call.await?;
-            ctx.event(
-                tok,
-                EventType::Normal,
-                "Adopted",
-                format!(
-                    "Reused token {} that an interrupted reconcile created but never delivered; its value was regenerated",
-                    t.id
-                ),
-            )
-            .await;
+            reused_undelivered(tok, ctx, &t.id).await;
             Ok(created)
         }
         None => Ok(backend.client.create_token_from(request).await?),
     }
+}
+
+/// The Event for a token an interrupted reconcile created but never delivered.
+async fn reused_undelivered(tok: &ApiToken, ctx: &Context, id: &str) {
+    let note = format!(
+        "Reused token {id} that an interrupted reconcile created but never delivered; its value was regenerated"
+    );
+    ctx.event(tok, EventType::Normal, "Adopted", note).await;
 }
 
 /// Revokes active tokens of this `ApiToken` other than `keep` and those in
@@ -1104,7 +1072,21 @@ async fn sweep_orphans(
     keep: &str,
     spare: &[&str],
 ) {
-    let tokens = match owned_tokens(tok, backend).await {
+    let listed = owned_tokens(tok, backend).await;
+    revoke_leftovers(tok, ctx, backend, listed, keep, spare).await;
+}
+
+/// Revokes the tokens of `listed` (this `ApiToken`'s active tokens, or the
+/// failure to list them) other than `keep` and those in `spare`.
+async fn revoke_leftovers(
+    tok: &ApiToken,
+    ctx: &Context,
+    backend: &Backend,
+    listed: Result<Vec<Token>>,
+    keep: &str,
+    spare: &[&str],
+) {
+    let tokens = match listed {
         Ok(t) => t,
         Err(e) => {
             tracing::warn!(error = %e, "listing old tokens to revoke");
