@@ -8,9 +8,11 @@
 //! * resident memory of the server with 100,000 tokens stored and verified.
 //!
 //! The server is the real release binary in its own process; the load
-//! generator is this process. `/healthz` and verify alternate over three
+//! generator is this process. `/healthz` and verify alternate over five
 //! rounds and the median round is reported. Set `BENCH_TOKENS` /
-//! `BENCH_SECONDS` to scale.
+//! `BENCH_SECONDS` to scale, and `BENCH_EXTRA_POLICY` to add lines to the
+//! server's policy file (e.g. `cache_ttl = "1ms"` to see verification
+//! without its cache).
 
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
@@ -23,7 +25,7 @@ use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 
 const CONNECTIONS: usize = 32;
-const ROUNDS: usize = 3;
+const ROUNDS: usize = 5;
 
 fn env_num(name: &str, default: u64) -> u64 {
     std::env::var(name)
@@ -330,7 +332,14 @@ async fn run() {
     let secs = env_num("BENCH_SECONDS", 8) as f64;
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("policy.toml");
-    std::fs::write(&config, "last_used_flush_interval = \"5s\"\n").unwrap();
+    std::fs::write(
+        &config,
+        format!(
+            "last_used_flush_interval = \"5s\"\n{}",
+            std::env::var("BENCH_EXTRA_POLICY").unwrap_or_default()
+        ),
+    )
+    .unwrap();
     println!(
         "tokenops-server benchmark: {tokens} tokens, {secs}s per load phase, {CONNECTIONS} keep-alive connections, 2 cores shared by server and load generator\n"
     );
@@ -378,7 +387,7 @@ async fn run() {
         Arc::new(move |i| post_bytes("/v1/verify", b[(i % n) as usize].clone())),
     )
     .await;
-    // Three rounds of /healthz then verify, back to back: a busy moment of the
+    // Five rounds of /healthz then verify, back to back: a busy moment of the
     // machine lands on both sides of a round. Reported: the median round.
     let mut rounds = Vec::new();
     let (mut healthz_cpu, mut verify_cpu, mut healthz_n, mut verify_n) = (0.0, 0.0, 0u64, 0u64);

@@ -784,9 +784,9 @@ pub async fn verify(
     };
     state.metrics.verified(code);
     // The hot path: the token's part of the answer was rendered when it was
-    // cached, so the body is three copies into one buffer. The JSON is that of
+    // cached, so the body is a few copies into one buffer. The JSON is that of
     // `VerifyResponse` (a test parses it as one).
-    let mut body = String::with_capacity(48 + cred.as_ref().map_or(0, |c| c.json.len()));
+    let mut body = String::with_capacity(48 + cred.as_ref().map_or(0, |c| c.json_len()));
     body.push_str(r#"{"valid":"#);
     body.push_str(if code == VerifyCode::Valid {
         "true"
@@ -798,7 +798,7 @@ pub async fn verify(
     body.push('"');
     if let Some(c) = &cred {
         body.push_str(r#","token":"#);
-        body.push_str(&c.json);
+        c.write_json(&mut body);
     }
     body.push('}');
     let mut res = (

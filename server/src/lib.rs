@@ -13,6 +13,7 @@ pub mod extract;
 pub mod metrics;
 pub mod notify;
 pub mod openapi;
+pub mod serve;
 pub mod state;
 pub mod store;
 pub mod validate;
@@ -118,9 +119,14 @@ impl Server {
         let addr = listener.local_addr()?;
         let state = AppState::new(store, config.policy);
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        let task = tokio::spawn(run(listener, state.clone(), async move {
-            let _ = rx.await;
-        }));
+        let task = tokio::spawn(run(
+            listener,
+            state.clone(),
+            serve::default_threads(),
+            async move {
+                let _ = rx.await;
+            },
+        ));
         Ok(Server {
             addr,
             state,
@@ -147,6 +153,7 @@ impl Server {
 pub async fn run(
     listener: TcpListener,
     state: AppState,
+    http_threads: usize,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     state
@@ -171,21 +178,44 @@ pub async fn run(
             }
         })
     };
-    let router = app(state.clone());
-    use axum::serve::ListenerExt;
-    let listener = listener.tap_io(|tcp| {
-        let _ = tcp.set_nodelay(true);
-    });
-    let served = axum::serve(listener, router.into_make_service())
-        .with_graceful_shutdown(shutdown)
-        .await;
+    let revalidator = {
+        let state = state.clone();
+        let every = state.verifier.revalidate_every();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                match state.verifier.revalidate(store::now_us()).await {
+                    Ok(n) if n > 0 => tracing::debug!(tokens = n, "revalidated cached tokens"),
+                    Ok(_) => {}
+                    Err(e) => tracing::warn!(error = %e, "could not revalidate cached tokens"),
+                }
+            }
+        })
+    };
+    let mut connections = match serve::Connections::start(app(state.clone()), http_threads) {
+        Ok(connections) => connections,
+        Err(e) => {
+            flusher.abort();
+            revalidator.abort();
+            state.notifier.close().await;
+            state.store.close().await;
+            return Err(anyhow::anyhow!("cannot start the serving threads: {e}"));
+        }
+    };
+    let drained = connections.drain(listener, shutdown).await;
     flusher.abort();
+    revalidator.abort();
     let flushed = state.verifier.flush_last_used().await;
     if let Err(e) = &flushed {
         tracing::error!(error = %e, "could not write last-used times at shutdown");
     }
+    // Storage closes before the serving threads end: see `serve`.
+    state.notifier.close().await;
     state.store.close().await;
-    served?;
+    connections.finish().await;
+    drained?;
     flushed.map(|_| ())
 }
 

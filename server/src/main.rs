@@ -37,6 +37,10 @@ enum Command {
         /// Address to listen on.
         #[arg(long, env = "TOKENOPS_LISTEN", default_value = "127.0.0.1:8080")]
         listen: SocketAddr,
+        /// Threads that serve HTTP connections, each with its own event loop
+        /// (default: one per CPU available to the process).
+        #[arg(long, env = "TOKENOPS_HTTP_THREADS", value_parser = clap::value_parser!(u16).range(1..=1024))]
+        http_threads: Option<u16>,
     },
     /// Create an owner token and print only its value on stdout.
     Bootstrap {
@@ -76,7 +80,11 @@ async fn main() -> ExitCode {
         .init();
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Serve { common, listen } => serve(common, listen).await,
+        Command::Serve {
+            common,
+            listen,
+            http_threads,
+        } => serve(common, listen, http_threads).await,
         Command::Bootstrap {
             common,
             project,
@@ -109,7 +117,11 @@ async fn main() -> ExitCode {
     }
 }
 
-async fn serve(common: Common, listen: SocketAddr) -> anyhow::Result<()> {
+async fn serve(
+    common: Common,
+    listen: SocketAddr,
+    http_threads: Option<u16>,
+) -> anyhow::Result<()> {
     let policy = load_policy(common.config.as_ref())?;
     policy.check()?;
     let store =
@@ -118,9 +130,11 @@ async fn serve(common: Common, listen: SocketAddr) -> anyhow::Result<()> {
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on {listen}: {e}"))?;
     let addr = listener.local_addr()?;
-    tracing::info!(%addr, database = %tokenops_server::store::redact_url(&common.database), "tokenops-server listening");
+    let http_threads =
+        http_threads.map_or_else(tokenops_server::serve::default_threads, usize::from);
+    tracing::info!(%addr, http_threads, database = %tokenops_server::store::redact_url(&common.database), "tokenops-server listening");
     let state = tokenops_server::AppState::new(store, policy);
-    tokenops_server::run(listener, state, shutdown_signal()).await?;
+    tokenops_server::run(listener, state, http_threads, shutdown_signal()).await?;
     tracing::info!("stopped");
     Ok(())
 }

@@ -18,6 +18,7 @@ const MAX_PAYLOAD: usize = 7000;
 #[derive(Clone)]
 pub struct Notifier {
     pool: Option<PgPool>,
+    listener: Arc<std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>>,
 }
 
 impl Notifier {
@@ -28,7 +29,23 @@ impl Notifier {
                 .connect_lazy(store.url())
                 .expect("URL was already accepted by the main pool")
         });
-        Notifier { pool }
+        Notifier {
+            pool,
+            listener: Arc::default(),
+        }
+    }
+
+    /// Stops listening and closes the publishing connections, while the
+    /// runtimes their sockets belong to still run (server shutdown).
+    pub async fn close(&self) {
+        let listener = self.listener.lock().ok().and_then(|mut l| l.take());
+        if let Some(listener) = listener {
+            listener.abort();
+            let _ = listener.await;
+        }
+        if let Some(pool) = &self.pool {
+            pool.close().await;
+        }
     }
 
     /// Tells other replicas these tokens changed. Failure is logged, not fatal:
@@ -68,7 +85,7 @@ impl Notifier {
         if self.pool.is_none() {
             return;
         }
-        tokio::spawn(async move {
+        let task = tokio::spawn(async move {
             loop {
                 match PgListener::connect(&url).await {
                     Ok(mut listener) => {
@@ -99,5 +116,10 @@ impl Notifier {
                 tokio::time::sleep(Duration::from_secs(1)).await;
             }
         });
+        if let Ok(mut listener) = self.listener.lock()
+            && let Some(old) = listener.replace(task)
+        {
+            old.abort();
+        }
     }
 }

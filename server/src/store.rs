@@ -444,7 +444,24 @@ impl Store {
         row.as_ref().map(row_to_token).transpose()
     }
 
-    /// One page of a project's tokens ordered by creation, after `cursor`.
+    /// The tokens with these ids (any project; missing ids are left out).
+    pub async fn find_by_ids(&self, ids: &[&str]) -> anyhow::Result<Vec<TokenRow>> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let placeholders: Vec<String> = (1..=ids.len()).map(|i| format!("${i}")).collect();
+        let sql = format!(
+            "SELECT {COLUMNS} FROM tokens WHERE id IN ({})",
+            placeholders.join(",")
+        );
+        let mut query = sqlx::query(&sql);
+        for id in ids {
+            query = query.bind(*id);
+        }
+        let rows = query.fetch_all(&self.pool).await?;
+        rows.iter().map(row_to_token).collect()
+    }
+
     /// Whether at most [`SELECTIVE_LABEL_ROWS`] tokens carry `key=value`
     /// (counted from the label index, stopping there).
     async fn label_is_selective(&self, key: &str, value: &str) -> anyhow::Result<bool> {
@@ -461,6 +478,7 @@ impl Store {
         Ok(n <= SELECTIVE_LABEL_ROWS)
     }
 
+    /// One page of a project's tokens ordered by creation, after `cursor`.
     pub async fn list(
         &self,
         project: &str,
@@ -771,7 +789,7 @@ impl Store {
     /// Writes coalesced last-used times in one transaction, many tokens per
     /// statement (`UPDATE … FROM (VALUES …)`, which SQLite ≥ 3.33 and
     /// PostgreSQL both accept), never moving a time backwards.
-    pub async fn flush_last_used(&self, entries: &[(String, i64)]) -> anyhow::Result<()> {
+    pub async fn flush_last_used<S: AsRef<str>>(&self, entries: &[(S, i64)]) -> anyhow::Result<()> {
         const ROWS_PER_STATEMENT: usize = 500;
         if entries.is_empty() {
             return Ok(());
@@ -789,7 +807,7 @@ impl Store {
             );
             let mut q = sqlx::query(&sql);
             for (id, at) in chunk {
-                q = q.bind(id.as_str()).bind(*at);
+                q = q.bind(id.as_ref()).bind(*at);
             }
             q.execute(&mut *tx).await?;
         }

@@ -975,6 +975,44 @@ async fn verify_checks_permissions_and_resources(srv: TestServer) {
     );
     let bad = check(Some("no colon"), None).await;
     bad.assert_problem(422, "invalid_permission");
+
+    // The answer describes exactly the token verified, whether its grants are
+    // shared with other tokens of its role or its own (scopes, resources).
+    let (_, viewer_a) = api.create_role(&owner, "viewer \"a\"", "read-only").await;
+    let (_, viewer_b) = api.create_role(&owner, "viewer-b", "read-only").await;
+    let (_, scoped) = api
+        .create(&owner, json!({"name": "scoped", "scopes": ["usage:read"], "resources": [{"type": "site", "id": "s-9"}], "lifetime": "2h", "labels": {"k": "v"}}))
+        .await;
+    for value in [&viewer_a, &viewer_b, &scoped, &acct, &viewer_a] {
+        let r = api
+            .raw(
+                Method::POST,
+                "/v1/verify",
+                None,
+                Some(json!({"token": value})),
+            )
+            .await;
+        assert_eq!(r.body["code"], "VALID", "{}", r.text);
+        let answer: tokenops_types::VerifyResponse = serde_json::from_str(&r.text).unwrap();
+        let token = answer.token.expect("a valid answer describes the token");
+        let stored = api.get(&format!("/v1/tokens/{}", token.id), &owner).await;
+        assert_eq!(stored.status, StatusCode::OK, "{}", stored.text);
+        let view = &stored.body;
+        assert_eq!(token.name, view["name"].as_str().unwrap());
+        assert_eq!(token.project, view["project"].as_str().unwrap());
+        assert_eq!(token.role.as_deref(), view["role"].as_str());
+        assert_eq!(json!(token.resources), view["resources"]);
+        assert_eq!(json!(token.masked), view["masked"]);
+        assert_eq!(json!(token.expires_at), view["expires_at"]);
+        assert_eq!(token.masked, tokenops_types::secret::mask(value));
+        let scoped_token = *value == scoped;
+        assert_eq!(
+            token.permissions.contains(&"usage:read".to_string()),
+            scoped_token || *value == acct,
+            "{:?}",
+            token.permissions
+        );
+    }
 }
 
 async fn operations_endpoints_answer(srv: TestServer) {
@@ -1107,4 +1145,72 @@ async fn last_used_flush_writes_many_tokens_and_never_goes_backwards() {
             );
         }
     }
+}
+
+/// With a 1 s cache TTL: a token in steady use is revalidated in the
+/// background and never read on the request path again, while a revocation
+/// written where this server does not hear of it (another replica whose
+/// notification was lost) still shows within the TTL.
+async fn cached_tokens_in_use_outlive_the_ttl_and_changes_behind_the_cache_show(backend: Backend) {
+    let Some(srv) = TestServer::with_config(backend, "cache_ttl = \"1s\"\n").await else {
+        return;
+    };
+    let api = Api::new(srv.url());
+    let owner = srv.owner_token();
+    let (_, used) = api.create_role(&owner, "used", "read-only").await;
+    let (behind_id, behind) = api.create_role(&owner, "behind", "read-only").await;
+    assert_eq!(api.verify(&behind).await, "VALID");
+    let verifier = &srv.state().verifier;
+    let before = verifier.storage_lookups();
+    assert_eq!(api.verify(&used).await, "VALID");
+    assert_eq!(verifier.storage_lookups(), before + 1);
+
+    let audit = tokenops_server::store::NewAudit {
+        project: "default".into(),
+        actor: "another replica".into(),
+        action: "token.revoke",
+        token_id: Some(behind_id.clone()),
+        detail: json!({}),
+    };
+    srv.state()
+        .store
+        .revoke("default", &behind_id, audit)
+        .await
+        .unwrap()
+        .unwrap();
+    let revoked_seen = std::time::Instant::now();
+    eventually(
+        Duration::from_secs(3),
+        "the revocation behind the cache shows",
+        || {
+            let api = &api;
+            let behind = &behind;
+            async move { api.verify(behind).await == "REVOKED" }
+        },
+    )
+    .await;
+    assert!(revoked_seen.elapsed() < Duration::from_millis(1500));
+
+    // 3.2 TTLs of steady use: without revalidation each TTL costs a read.
+    let lookups = verifier.storage_lookups();
+    let until = std::time::Instant::now() + Duration::from_millis(3200);
+    while std::time::Instant::now() < until {
+        assert_eq!(api.verify(&used).await, "VALID");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let reads = verifier.storage_lookups() - lookups;
+    assert!(
+        reads <= 1,
+        "{reads} storage reads for a token in steady use over three TTLs"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cached_tokens_in_use_outlive_the_ttl_sqlite() {
+    cached_tokens_in_use_outlive_the_ttl_and_changes_behind_the_cache_show(Backend::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cached_tokens_in_use_outlive_the_ttl_postgres() {
+    cached_tokens_in_use_outlive_the_ttl_and_changes_behind_the_cache_show(Backend::Postgres).await;
 }
