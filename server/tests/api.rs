@@ -725,6 +725,11 @@ async fn every_bad_input_gets_a_problem_naming_the_field(srv: TestServer) {
     )
     .await;
     r.assert_problem(413, "payload_too_large");
+    assert_eq!(
+        r.headers.get("connection").and_then(|v| v.to_str().ok()),
+        Some("close"),
+        "the refused body was not read: the connection must not be reused"
+    );
     // unknown id, unknown route, wrong method
     api.get("/v1/tokens/tok_nothere", &owner)
         .await
