@@ -989,14 +989,7 @@ async fn verify_checks_permissions_and_resources(srv: TestServer) {
         .create(&owner, json!({"name": "scoped", "scopes": ["usage:read"], "resources": [{"type": "site", "id": "s-9"}], "lifetime": "2h", "labels": {"k": "v"}}))
         .await;
     for value in [&viewer_a, &viewer_b, &scoped, &acct, &viewer_a] {
-        let r = api
-            .raw(
-                Method::POST,
-                "/v1/verify",
-                None,
-                Some(json!({"token": value})),
-            )
-            .await;
+        let r = api.verify_reply(value).await;
         assert_eq!(r.body["code"], "VALID", "{}", r.text);
         let answer: tokenops_types::VerifyResponse = serde_json::from_str(&r.text).unwrap();
         let token = answer.token.expect("a valid answer describes the token");

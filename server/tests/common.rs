@@ -122,16 +122,20 @@ impl Api {
         .await
     }
 
+    /// The whole answer of `POST /v1/verify` for a value.
+    pub async fn verify_reply(&self, value: &str) -> Reply {
+        self.raw(
+            Method::POST,
+            "/v1/verify",
+            None,
+            Some(json!({"token": value})),
+        )
+        .await
+    }
+
     /// The verification code of a value (`VALID`, `REVOKED`, …).
     pub async fn verify(&self, value: &str) -> String {
-        let r = self
-            .raw(
-                Method::POST,
-                "/v1/verify",
-                None,
-                Some(json!({"token": value})),
-            )
-            .await;
+        let r = self.verify_reply(value).await;
         r.body["code"]
             .as_str()
             .unwrap_or_else(|| panic!("verify answered {}", r.text))
