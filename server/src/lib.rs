@@ -159,14 +159,11 @@ pub async fn run(
     state
         .notifier
         .spawn_listener(state.store.url().to_string(), state.verifier.clone());
-    let flusher = {
+    let flusher = every(state.policy.last_used_flush_interval.0, {
         let state = state.clone();
-        let every = state.policy.last_used_flush_interval.0;
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(every);
-            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            loop {
-                tick.tick().await;
+        move || {
+            let state = state.clone();
+            async move {
                 state.verifier.sweep(store::now_us());
                 if let Err(e) = state.verifier.flush_last_used().await {
                     tracing::warn!(error = %e, "could not write last-used times; will retry");
@@ -176,35 +173,28 @@ pub async fn run(
                     .last_used_pending
                     .set(i64::try_from(state.verifier.pending_count()).unwrap_or(0));
             }
-        })
-    };
-    let revalidator = {
+        }
+    });
+    let revalidator = every(state.verifier.revalidate_every(), {
         let state = state.clone();
-        let every = state.verifier.revalidate_every();
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(every);
-            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            loop {
-                tick.tick().await;
+        move || {
+            let state = state.clone();
+            async move {
                 match state.verifier.revalidate(store::now_us()).await {
                     Ok(n) if n > 0 => tracing::debug!(tokens = n, "revalidated cached tokens"),
                     Ok(_) => {}
                     Err(e) => tracing::warn!(error = %e, "could not revalidate cached tokens"),
                 }
             }
-        })
-    };
-    let mut connections = match serve::Connections::start(app(state.clone()), http_threads) {
-        Ok(connections) => connections,
-        Err(e) => {
-            flusher.abort();
-            revalidator.abort();
-            state.notifier.close().await;
-            state.store.close().await;
-            return Err(anyhow::anyhow!("cannot start the serving threads: {e}"));
         }
+    });
+    let mut connections = serve::Connections::start(app(state.clone()), http_threads);
+    let drained = match &mut connections {
+        Ok(connections) => connections.drain(listener, shutdown).await,
+        Err(e) => Err(std::io::Error::other(format!(
+            "cannot start the serving threads: {e}"
+        ))),
     };
-    let drained = connections.drain(listener, shutdown).await;
     flusher.abort();
     revalidator.abort();
     let flushed = state.verifier.flush_last_used().await;
@@ -214,9 +204,28 @@ pub async fn run(
     // Storage closes before the serving threads end: see `serve`.
     state.notifier.close().await;
     state.store.close().await;
-    connections.finish().await;
+    if let Ok(connections) = connections {
+        connections.finish().await;
+    }
     drained?;
     flushed.map(|_| ())
+}
+
+/// Runs `task` every `period` (the first time at once) until aborted; a run
+/// that overruns delays the next instead of bunching them up.
+fn every<F, Fut>(period: Duration, task: F) -> JoinHandle<()>
+where
+    F: Fn() -> Fut + Send + 'static,
+    Fut: Future<Output = ()> + Send,
+{
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(period);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            task().await;
+        }
+    })
 }
 
 /// Resolves on SIGTERM or SIGINT.

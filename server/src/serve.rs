@@ -41,7 +41,8 @@ pub fn default_threads() -> usize {
 }
 
 struct Worker {
-    connections: mpsc::UnboundedSender<std::net::TcpStream>,
+    /// Dropped to tell the thread to shut its connections down.
+    connections: Option<mpsc::UnboundedSender<std::net::TcpStream>>,
     drained: oneshot::Receiver<()>,
     finish: oneshot::Sender<()>,
     thread: std::thread::JoinHandle<()>,
@@ -74,7 +75,7 @@ impl Connections {
                     });
                 })?;
             workers.push(Worker {
-                connections,
+                connections: Some(connections),
                 drained,
                 finish,
                 thread,
@@ -119,15 +120,17 @@ impl Connections {
             };
             let worker = &self.workers[next % self.workers.len()];
             next = next.wrapping_add(1);
-            if worker.connections.send(tcp).is_err() {
+            if worker
+                .connections
+                .as_ref()
+                .is_none_or(|c| c.send(tcp).is_err())
+            {
                 return Err(io::Error::other("a serving thread has stopped"));
             }
         }
         drop(listener);
         for worker in &mut self.workers {
-            // Closing the channel tells the thread to shut its connections down.
-            let (closed, _) = mpsc::unbounded_channel();
-            drop(std::mem::replace(&mut worker.connections, closed));
+            worker.connections = None;
         }
         for worker in &mut self.workers {
             let _ = (&mut worker.drained).await;

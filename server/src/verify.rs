@@ -94,12 +94,22 @@ impl Interner {
 }
 
 impl Credential {
+    /// What the value whose hash is `hex` verifies as, according to `row`:
+    /// its current value, or its previous one (in a grace period). `None`
+    /// when the row holds neither (the token was regenerated or revoked since).
     fn from_row(
         row: &TokenRow,
-        is_previous: bool,
+        hex: &str,
         policy: &Policy,
         interner: &Interner,
-    ) -> Credential {
+    ) -> Option<Credential> {
+        let is_previous = if row.secret_hash == hex {
+            false
+        } else if row.prev_hash.as_deref() == Some(hex) {
+            true
+        } else {
+            return None;
+        };
         let permissions = interner.permissions(policy, row.role.as_deref(), &row.scopes);
         let json_own = json_members(&VerifiedOwn {
             id: &row.id,
@@ -120,7 +130,7 @@ impl Credential {
         } else {
             grants.into()
         };
-        Credential {
+        Some(Credential {
             id: row.id.as_str().into(),
             project: interner.string(&row.project),
             role: row.role.as_deref().map(|r| interner.string(r)),
@@ -137,7 +147,7 @@ impl Credential {
             } else {
                 None
             },
-        }
+        })
     }
 
     /// Whether `other` verifies exactly as this one does.
@@ -152,7 +162,6 @@ impl Credential {
     /// Appends the token as `POST /v1/verify` describes it: a `VerifiedToken`
     /// JSON object.
     pub fn write_json(&self, out: &mut String) {
-        out.reserve(self.json_len());
         out.push('{');
         out.push_str(&self.json_own);
         out.push(',');
@@ -314,16 +323,15 @@ impl Verifier {
         let epoch = self.epoch.load(Ordering::Acquire);
         self.storage_lookups.fetch_add(1, Ordering::Relaxed);
         let hex = hex::encode(hash);
-        let Some(row) = self.store.find_by_hash(&hex).await? else {
+        let Some(cred) = self
+            .store
+            .find_by_hash(&hex)
+            .await?
+            .and_then(|row| Credential::from_row(&row, &hex, &self.policy, &self.interner))
+        else {
             return Ok(None);
         };
-        let is_previous = row.secret_hash != hex;
-        let cred = Arc::new(Credential::from_row(
-            &row,
-            is_previous,
-            &self.policy,
-            &self.interner,
-        ));
+        let cred = Arc::new(cred);
         // Cache only if no write happened since we started reading, and while
         // there is room (past capacity, the rest is read from storage).
         if self.epoch.load(Ordering::Acquire) == epoch
@@ -442,20 +450,7 @@ impl Verifier {
                         continue;
                     }
                     let current = rows.get(&**id).and_then(|row| {
-                        let hex = hex::encode(hash);
-                        let is_previous = if row.secret_hash == hex {
-                            false
-                        } else if row.prev_hash.as_deref() == Some(hex.as_str()) {
-                            true
-                        } else {
-                            return None;
-                        };
-                        Some(Credential::from_row(
-                            row,
-                            is_previous,
-                            &self.policy,
-                            &self.interner,
-                        ))
+                        Credential::from_row(row, &hex::encode(hash), &self.policy, &self.interner)
                     });
                     if current.is_some_and(|c| c.same_as(&entry.0)) {
                         entry.1 = started;
