@@ -5,9 +5,12 @@
 //! - `terraform apply` creating 100 `tokenops_api_token`s;
 //! - no-change `terraform plan` (with refresh) of those 100 tokens versus
 //!   100 `terraform_data` (built into Terraform), and their ratio (target ≤ 2×);
-//! - the same plan of 100 resources of tfplugin's echo provider (no backend,
-//!   a 7-attribute schema): the floor any external provider process pays
-//!   under this Terraform on this machine, to read the ratio against.
+//! - the same plan of 100 resources of two providers without a backend, to
+//!   read the ratio against: tfplugin's echo provider (a 7-attribute schema),
+//!   and `terraform-provider-floor` (this crate's example: exactly the
+//!   `tokenops_api_token` schema, no logic). The floor provider is what
+//!   Terraform itself costs for this schema through a plugin; tokenops over
+//!   the floor is what the provider and its backend add.
 //!
 //! Run: `cargo build --release -p terraform-provider-tokenops --bins --examples
 //! -p tfplugin && target/release/examples/bench`. `TOKENOPS_PROVIDER_DIR`
@@ -19,7 +22,7 @@ use std::time::{Duration, Instant};
 
 use tokio::io::AsyncBufReadExt;
 
-const RUNS: usize = 5;
+const RUNS: usize = 9;
 
 fn provider_binary() -> PathBuf {
     if let Some(dir) = std::env::var_os("TOKENOPS_PROVIDER_DIR") {
@@ -192,11 +195,27 @@ resource "echo_message" "m" {
   input = "bench-${count.index}"
 }
 "#;
-    let echo_dir = bin_dir.join("examples");
-    let echo = echo_dir
+    let floor_tf = r#"terraform {
+  required_providers {
+    floor = { source = "example.com/bench/floor" }
+  }
+}
+resource "floor_api_token" "t" {
+  count    = 100
+  name     = "bench-${count.index}"
+  role     = "read-only"
+  lifetime = "720h"
+}
+"#;
+    let examples = bin_dir.join("examples");
+    let echo = examples
         .join("terraform-provider-echo")
         .is_file()
-        .then(|| Work::with_override(&echo_dir, "example.com/test/echo", "", "", echo_tf));
+        .then(|| Work::with_override(&examples, "example.com/test/echo", "", "", echo_tf));
+    let floor = examples
+        .join("terraform-provider-floor")
+        .is_file()
+        .then(|| Work::with_override(&examples, "example.com/bench/floor", "", "", floor_tf));
     let tokens = Work::new(&bin_dir, &server.url(), &server.owner_token(), tokens_tf);
     let data = Work::new(&bin_dir, &server.url(), &server.owner_token(), data_tf);
 
@@ -205,38 +224,56 @@ resource "echo_message" "m" {
     let data_apply = data.timed(&["apply", "-auto-approve"]).await;
     println!("terraform apply, 100 terraform_data: {data_apply:?}");
 
-    if let Some(echo) = &echo {
-        echo.timed(&["apply", "-auto-approve"]).await;
+    for work in echo.iter().chain(floor.iter()) {
+        work.timed(&["apply", "-auto-approve"]).await;
     }
     let mut plan_tokens = Vec::new();
     let mut plan_data = Vec::new();
     let mut plan_echo = Vec::new();
-    // Interleaved, so a slower moment of the machine hits all three alike.
+    let mut plan_floor = Vec::new();
+    // Interleaved, so a slower moment of the machine hits all of them alike.
     for _ in 0..RUNS {
         plan_tokens.push(tokens.timed(&["plan", "-detailed-exitcode"]).await);
         plan_data.push(data.timed(&["plan", "-detailed-exitcode"]).await);
         if let Some(echo) = &echo {
             plan_echo.push(echo.timed(&["plan", "-detailed-exitcode"]).await);
         }
+        if let Some(floor) = &floor {
+            plan_floor.push(floor.timed(&["plan", "-detailed-exitcode"]).await);
+        }
     }
     let (pt, pd) = (median(plan_tokens), median(plan_data));
+    let ratio = |a: Duration, b: Duration| a.as_secs_f64() / b.as_secs_f64();
     println!("no-change plan, 100 tokenops_api_token (median of {RUNS}): {pt:?}");
     println!("no-change plan, 100 terraform_data (median of {RUNS}): {pd:?}");
     println!(
         "ratio tokenops/terraform_data: {:.2}x (target <= 2x)",
-        pt.as_secs_f64() / pd.as_secs_f64()
+        ratio(pt, pd)
     );
     if plan_echo.is_empty() {
         println!(
-            "(echo provider not built: `cargo build --release -p tfplugin --examples` adds the floor figure)"
+            "(echo provider not built: `cargo build --release -p tfplugin --examples` adds its figure)"
         );
     } else {
         let pe = median(plan_echo);
-        println!("no-change plan, 100 echo_message (median of {RUNS}): {pe:?}");
         println!(
-            "floor: echo/terraform_data {:.2}x; tokenops/echo {:.2}x",
-            pe.as_secs_f64() / pd.as_secs_f64(),
-            pt.as_secs_f64() / pe.as_secs_f64()
+            "no-change plan, 100 echo_message, 7 attributes, no backend (median of {RUNS}): {pe:?} = {:.2}x terraform_data",
+            ratio(pe, pd)
+        );
+    }
+    if plan_floor.is_empty() {
+        println!(
+            "(floor provider not built: `cargo build --release -p terraform-provider-tokenops --examples` adds its figure)"
+        );
+    } else {
+        let pf = median(plan_floor);
+        println!(
+            "no-change plan, 100 floor_api_token, the tokenops schema, no backend (median of {RUNS}): {pf:?} = {:.2}x terraform_data",
+            ratio(pf, pd)
+        );
+        println!(
+            "tokenops over the floor for its schema: {:.2}x",
+            ratio(pt, pf)
         );
     }
     let mut no_refresh = Vec::new();

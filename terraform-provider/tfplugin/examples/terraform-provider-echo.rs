@@ -311,7 +311,7 @@ impl EphemeralResource for SecretEphemeral {
     }
 }
 
-#[tokio::main]
+#[tokio::main(flavor = "current_thread")]
 async fn main() -> ExitCode {
     let provider = EchoProvider {
         settings: Shared::default(),
