@@ -150,6 +150,33 @@ impl Work {
     }
 }
 
+/// The configuration of 100 tokens, for the tokenops provider or for the
+/// floor provider that has the same schema under another name.
+fn tokens_config(local_name: &str, source: &str) -> String {
+    format!(
+        r#"terraform {{
+  required_providers {{
+    {local_name} = {{ source = "{source}" }}
+  }}
+}}
+resource "{local_name}_api_token" "t" {{
+  count    = 100
+  name     = "bench-${{count.index}}"
+  role     = "read-only"
+  lifetime = "720h"
+}}
+"#
+    )
+}
+
+/// A provider without a backend that the bench plans next to tokenops.
+struct Reference {
+    what: &'static str,
+    build: &'static str,
+    work: Option<Work>,
+    plans: Vec<Duration>,
+}
+
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
     if !tokenops_testkit::require_tool("terraform") {
@@ -168,18 +195,7 @@ async fn main() {
     );
 
     let server = tokenops_testkit::TestServer::sqlite().await;
-    let tokens_tf = r#"terraform {
-  required_providers {
-    tokenops = { source = "tokenops/tokenops" }
-  }
-}
-resource "tokenops_api_token" "t" {
-  count    = 100
-  name     = "bench-${count.index}"
-  role     = "read-only"
-  lifetime = "720h"
-}
-"#;
+    let tokens_tf = tokens_config("tokenops", "tokenops/tokenops");
     let data_tf = r#"resource "terraform_data" "t" {
   count = 100
   input = "bench-${count.index}"
@@ -195,28 +211,22 @@ resource "echo_message" "m" {
   input = "bench-${count.index}"
 }
 "#;
-    let floor_tf = r#"terraform {
-  required_providers {
-    floor = { source = "example.com/bench/floor" }
-  }
-}
-resource "floor_api_token" "t" {
-  count    = 100
-  name     = "bench-${count.index}"
-  role     = "read-only"
-  lifetime = "720h"
-}
-"#;
+    let floor_tf = tokens_config("floor", "example.com/bench/floor");
     let examples = bin_dir.join("examples");
-    let echo = examples
-        .join("terraform-provider-echo")
-        .is_file()
-        .then(|| Work::with_override(&examples, "example.com/test/echo", "", "", echo_tf));
-    let floor = examples
-        .join("terraform-provider-floor")
-        .is_file()
-        .then(|| Work::with_override(&examples, "example.com/bench/floor", "", "", floor_tf));
-    let tokens = Work::new(&bin_dir, &server.url(), &server.owner_token(), tokens_tf);
+    // A provider built as an example of its crate, if it was built.
+    let example = |binary: &str, source: &str, main_tf: &str| {
+        examples
+            .join(binary)
+            .is_file()
+            .then(|| Work::with_override(&examples, source, "", "", main_tf))
+    };
+    let echo = example("terraform-provider-echo", "example.com/test/echo", echo_tf);
+    let floor = example(
+        "terraform-provider-floor",
+        "example.com/bench/floor",
+        &floor_tf,
+    );
+    let tokens = Work::new(&bin_dir, &server.url(), &server.owner_token(), &tokens_tf);
     let data = Work::new(&bin_dir, &server.url(), &server.owner_token(), data_tf);
 
     let apply = tokens.timed(&["apply", "-auto-approve"]).await;
@@ -224,22 +234,36 @@ resource "floor_api_token" "t" {
     let data_apply = data.timed(&["apply", "-auto-approve"]).await;
     println!("terraform apply, 100 terraform_data: {data_apply:?}");
 
-    for work in echo.iter().chain(floor.iter()) {
+    // Providers without a backend, to read the ratio against: what they
+    // are, how to build them, their work directory, their plan times.
+    let mut references = [
+        Reference {
+            what: "100 echo_message, 7 attributes, no backend",
+            build: "cargo build --release -p tfplugin --examples",
+            work: echo,
+            plans: Vec::new(),
+        },
+        Reference {
+            what: "100 floor_api_token, the tokenops schema, no backend",
+            build: "cargo build --release -p terraform-provider-tokenops --examples",
+            work: floor,
+            plans: Vec::new(),
+        },
+    ];
+    for work in references.iter().filter_map(|r| r.work.as_ref()) {
         work.timed(&["apply", "-auto-approve"]).await;
     }
     let mut plan_tokens = Vec::new();
     let mut plan_data = Vec::new();
-    let mut plan_echo = Vec::new();
-    let mut plan_floor = Vec::new();
     // Interleaved, so a slower moment of the machine hits all of them alike.
     for _ in 0..RUNS {
         plan_tokens.push(tokens.timed(&["plan", "-detailed-exitcode"]).await);
         plan_data.push(data.timed(&["plan", "-detailed-exitcode"]).await);
-        if let Some(echo) = &echo {
-            plan_echo.push(echo.timed(&["plan", "-detailed-exitcode"]).await);
-        }
-        if let Some(floor) = &floor {
-            plan_floor.push(floor.timed(&["plan", "-detailed-exitcode"]).await);
+        for r in &mut references {
+            if let Some(work) = &r.work {
+                r.plans
+                    .push(work.timed(&["plan", "-detailed-exitcode"]).await);
+            }
         }
     }
     let (pt, pd) = (median(plan_tokens), median(plan_data));
@@ -250,30 +274,17 @@ resource "floor_api_token" "t" {
         "ratio tokenops/terraform_data: {:.2}x (target <= 2x)",
         ratio(pt, pd)
     );
-    if plan_echo.is_empty() {
+    for r in references {
+        if r.plans.is_empty() {
+            println!("({} not built: `{}` adds its figure)", r.what, r.build);
+            continue;
+        }
+        let p = median(r.plans);
         println!(
-            "(echo provider not built: `cargo build --release -p tfplugin --examples` adds its figure)"
-        );
-    } else {
-        let pe = median(plan_echo);
-        println!(
-            "no-change plan, 100 echo_message, 7 attributes, no backend (median of {RUNS}): {pe:?} = {:.2}x terraform_data",
-            ratio(pe, pd)
-        );
-    }
-    if plan_floor.is_empty() {
-        println!(
-            "(floor provider not built: `cargo build --release -p terraform-provider-tokenops --examples` adds its figure)"
-        );
-    } else {
-        let pf = median(plan_floor);
-        println!(
-            "no-change plan, 100 floor_api_token, the tokenops schema, no backend (median of {RUNS}): {pf:?} = {:.2}x terraform_data",
-            ratio(pf, pd)
-        );
-        println!(
-            "tokenops over the floor for its schema: {:.2}x",
-            ratio(pt, pf)
+            "no-change plan, {} (median of {RUNS}): {p:?} = {:.2}x terraform_data; tokenops = {:.2}x this",
+            r.what,
+            ratio(p, pd),
+            ratio(pt, p)
         );
     }
     let mut no_refresh = Vec::new();
