@@ -33,6 +33,11 @@ pub struct CodeLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ResultLabels {
+    pub result: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ActionLabels {
     pub action: String,
 }
@@ -42,6 +47,8 @@ pub struct Metrics {
     pub requests: Family<RequestLabels, Counter>,
     pub latency: Family<RouteLabels, Histogram>,
     pub verifications: Family<CodeLabels, Counter>,
+    /// `/v1/authorize` answers by outcome (see [`crate::authorize::RESULTS`]).
+    pub authorizations: Family<ResultLabels, Counter>,
     pub token_changes: Family<ActionLabels, Counter>,
     pub cache_entries: Gauge,
     pub last_used_pending: Gauge,
@@ -72,6 +79,17 @@ impl Metrics {
             "Token verifications by result code",
             verifications.clone(),
         );
+        let authorizations = Family::<ResultLabels, Counter>::default();
+        registry.register(
+            "authorizations",
+            "Gateway checks (/v1/authorize) by result",
+            authorizations.clone(),
+        );
+        for result in crate::authorize::RESULTS {
+            authorizations
+                .get_or_create(&ResultLabels { result })
+                .inc_by(0);
+        }
         let token_changes = Family::<ActionLabels, Counter>::default();
         registry.register(
             "token_changes",
@@ -107,6 +125,7 @@ impl Metrics {
             requests,
             latency,
             verifications,
+            authorizations,
             token_changes,
             cache_entries,
             last_used_pending,
@@ -127,6 +146,13 @@ impl Metrics {
         if let Some((_, c)) = self.verify_by_code.iter().find(|(k, _)| *k == code) {
             c.inc();
         }
+    }
+
+    /// Counts one `/v1/authorize` answer.
+    pub fn authorized(&self, result: &'static str) {
+        self.authorizations
+            .get_or_create(&ResultLabels { result })
+            .inc();
     }
 
     pub fn render(&self) -> String {
