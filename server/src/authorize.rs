@@ -290,10 +290,10 @@ pub fn header_text(text: &str) -> HeaderValue {
     let plain = |i: usize, b: u8| {
         (0x21..=0x7e).contains(&b) && b != b'%' || b == b' ' && i != 0 && i != bytes.len() - 1
     };
-    if bytes.iter().enumerate().all(|(i, b)| plain(i, *b)) {
-        if let Ok(v) = HeaderValue::from_str(text) {
-            return v;
-        }
+    if bytes.iter().enumerate().all(|(i, b)| plain(i, *b))
+        && let Ok(v) = HeaderValue::from_str(text)
+    {
+        return v;
     }
     let mut out = String::with_capacity(bytes.len() * 3);
     for (i, b) in bytes.iter().enumerate() {

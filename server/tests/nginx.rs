@@ -10,9 +10,9 @@ use axum::http::HeaderMap;
 use common::Api;
 use reqwest::StatusCode;
 use serde_json::json;
-use tokenops_testkit::TestServer;
 use tokenops_testkit::nginx::{self, Nginx};
 use tokenops_testkit::procfs::free_port;
+use tokenops_testkit::{Backend, TestServer};
 
 /// An upstream that answers every request with the X-Tokenops-* headers it got.
 async fn echo_upstream() -> u16 {
@@ -49,6 +49,53 @@ pub fn example_conf(tokenops: u16, upstream: u16, listen: u16) -> String {
     )
 }
 
+/// nginx running the example in front of an echo upstream and `srv`; its URL.
+async fn gateway(srv: &TestServer) -> (Nginx, String) {
+    let upstream = echo_upstream().await;
+    let listen = free_port();
+    let tokenops = srv.url().rsplit(':').next().unwrap().parse().unwrap();
+    let conf = example_conf(tokenops, upstream, listen);
+    let proxy = tokio::task::spawn_blocking(move || Nginx::start(&conf, &[listen]))
+        .await
+        .unwrap();
+    (proxy, format!("http://127.0.0.1:{listen}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rate_limited_token_gets_429_with_retry_after_through_nginx() {
+    if !Nginx::available() {
+        return;
+    }
+    let srv = TestServer::with_config(
+        Backend::Sqlite,
+        "[rate_limit]\nrequests_per_second = 1\nburst = 2\n",
+    )
+    .await
+    .unwrap();
+    let api = Api::new(srv.url());
+    let (_, reader) = api
+        .create_role(&srv.owner_token(), "reader", "read-only")
+        .await;
+    let (proxy, base) = gateway(&srv).await;
+    let http = reqwest::Client::new();
+    let mut statuses = vec![];
+    let mut last = None;
+    for _ in 0..3 {
+        let r = Api::reply(
+            http.get(format!("{base}/v1/devices"))
+                .header("x-api-key", &reader),
+        )
+        .await;
+        statuses.push(r.status.as_u16());
+        last = Some(r);
+    }
+    assert_eq!(statuses, [200, 200, 429], "{}", proxy.error_log());
+    let r = last.unwrap();
+    assert_eq!(r.body["code"], "rate_limited", "{}", r.text);
+    let wait: u64 = r.headers["retry-after"].to_str().unwrap().parse().unwrap();
+    assert!(wait >= 1);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nginx_auth_request_lets_through_only_what_tokenops_allows() {
     if !Nginx::available() {
@@ -70,14 +117,7 @@ async fn nginx_auth_request_lets_through_only_what_tokenops_allows() {
             json!({"name": "usage", "scopes": ["usage:read"], "lifetime": "720h"}),
         )
         .await;
-    let upstream = echo_upstream().await;
-    let listen = free_port();
-    let tokenops = srv.url().rsplit(':').next().unwrap().parse().unwrap();
-    let conf = example_conf(tokenops, upstream, listen);
-    let proxy = tokio::task::spawn_blocking(move || Nginx::start(&conf, &[listen]))
-        .await
-        .unwrap();
-    let base = format!("http://127.0.0.1:{listen}");
+    let (proxy, base) = gateway(&srv).await;
     let http = reqwest::Client::new();
     let get = |path: &str, headers: &[(&str, &str)]| {
         let mut req = http.get(format!("{base}{path}"));

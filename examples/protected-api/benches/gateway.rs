@@ -106,7 +106,8 @@ fn main() {
             admin
                 .create_token("bench")
                 .scope("devices:read")
-                .lifetime(Duration::from_secs(3600)),
+                .lifetime(Duration::from_secs(3600))
+                .send(),
         )
         .unwrap();
     let token = created.secret.expose_secret().to_string();
