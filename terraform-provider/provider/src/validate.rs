@@ -9,7 +9,9 @@ use std::time::Duration;
 use tfplugin::{AttributePath, Diagnostic, Diagnostics, Value};
 use tokenops_client::rotation::RenewBefore;
 use tokenops_client::types::permission;
-use tokenops_client::{LABEL_MANAGED_BY, parse_duration, validate_label_key, validate_label_value};
+use tokenops_client::{
+    LABEL_MANAGED_BY, PolicyDocument, parse_duration, validate_label_key, validate_label_value,
+};
 
 use crate::token::ResourceSelector;
 
@@ -165,6 +167,62 @@ pub fn resources(value: &Value<BTreeSet<ResourceSelector>>, diags: &mut Diagnost
                 );
             }
         }
+    }
+}
+
+/// The checks that need the server's policy (`GET /v1/policy`): a role the
+/// server defines, resource types it accepts, a lifetime within its maximum.
+/// Run at plan time, so `terraform plan` fails on the attribute, not apply.
+pub fn against_policy(
+    policy: &PolicyDocument,
+    role: &Value<String>,
+    resources: &Value<BTreeSet<ResourceSelector>>,
+    lifetime: Option<Duration>,
+    diags: &mut Diagnostics,
+) {
+    if let Some(r) = role.known()
+        && !policy.roles.contains_key(r)
+    {
+        let known: Vec<&str> = policy.roles.keys().map(String::as_str).collect();
+        error(
+            diags,
+            "role".into(),
+            "Unknown role",
+            format!(
+                "The tokenops server defines no such role. It defines: {}.",
+                known.join(", ")
+            ),
+        );
+    }
+    if let Value::Known(items) = resources {
+        for item in items {
+            if let Some(t) = item.r#type.known()
+                && !policy.resource_types.iter().any(|k| k == t)
+            {
+                error(
+                    diags,
+                    "resources".into(),
+                    "Unknown resource type",
+                    format!(
+                        "The tokenops server accepts these resource types: {}.",
+                        policy.resource_types.join(", ")
+                    ),
+                );
+            }
+        }
+    }
+    if let (Some(l), Ok(max)) = (lifetime, parse_duration(&policy.max_lifetime))
+        && l > max
+    {
+        error(
+            diags,
+            "lifetime".into(),
+            "Lifetime over the server's maximum",
+            format!(
+                "The tokenops server allows tokens to live at most {}.",
+                policy.max_lifetime
+            ),
+        );
     }
 }
 
