@@ -640,15 +640,16 @@ impl Future for EdgeFuture {
     }
 }
 
-/// An error answer that is not a problem already becomes one with the same
-/// status. Its body is dropped unread: axum's rejections quote the input.
+/// An error answer that is not JSON (a problem, or a documented JSON answer
+/// such as verify's `429`) becomes a problem with the same status. Its body is
+/// dropped unread: axum's rejections quote the input.
 fn as_problem(res: Response) -> Response {
     let status = res.status();
     if status.as_u16() < 400
-        || res
-            .headers()
-            .get(header::CONTENT_TYPE)
-            .is_some_and(|ct| ct.as_bytes() == b"application/problem+json")
+        || res.headers().get(header::CONTENT_TYPE).is_some_and(|ct| {
+            let ct = ct.as_bytes();
+            ct.starts_with(b"application/problem+json") || ct.starts_with(b"application/json")
+        })
     {
         return res;
     }

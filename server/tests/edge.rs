@@ -277,20 +277,25 @@ async fn a_request_in_flight_holds_shutdown_only_until_the_deadline() {
     let db = TestDatabase::sqlite();
     let mut served =
         Served::start(&db, &["--shutdown-timeout", "1s", "--idle-timeout", "10m"]).await;
-    // a request whose body never finishes arriving is in flight for ever
+    // a request whose body never finishes arriving is in flight for ever;
+    // `100 Continue` says the handler has started reading it
     let mut conn = served.connect().await;
     conn.write_all(
-        b"POST /v1/verify HTTP/1.1\r\nhost: edge\r\ncontent-type: application/json\r\ncontent-length: 100\r\n\r\n{\"token\":",
+        b"POST /v1/verify HTTP/1.1\r\nhost: edge\r\ncontent-type: application/json\r\ncontent-length: 100\r\nexpect: 100-continue\r\n\r\n",
     )
     .await
     .unwrap();
-    // the request has reached the router once another connection is served after it
-    let mut other = served.connect().await;
+    let mut buf = [0u8; 64];
+    let n = tokio::time::timeout(Duration::from_secs(10), conn.read(&mut buf))
+        .await
+        .expect("100 Continue")
+        .unwrap();
     assert!(
-        request_keep_alive(&mut other, "/healthz")
-            .await
-            .starts_with("HTTP/1.1 200")
+        buf[..n].starts_with(b"HTTP/1.1 100"),
+        "{:?}",
+        String::from_utf8_lossy(&buf[..n])
     );
+    conn.write_all(b"{\"token\":").await.unwrap();
     let (took, clean) = served.terminate();
     assert!(clean);
     assert!(
