@@ -337,7 +337,7 @@ async fn serve_connections(
     // No hyper timer: the header and idle timeouts are kept by `drive`.
     let http = hyper::server::conn::http1::Builder::new();
     let limits = Limits::new(&settings);
-    while let Some(Handover { tcp, _slot }) = incoming.recv().await {
+    while let Some(Handover { tcp, _slot: slot }) = incoming.recv().await {
         let tcp = match TcpStream::from_std(tcp) {
             Ok(tcp) => tcp,
             Err(e) => {
@@ -358,7 +358,7 @@ async fn serve_connections(
         let phase = phase.subscribe();
         tokio::spawn(async move {
             drive(conn, &activity, limits, phase).await;
-            drop(_slot);
+            drop(slot);
         });
     }
     phase.send_replace(Phase::Draining);
