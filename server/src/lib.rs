@@ -114,9 +114,19 @@ pub struct Server {
 }
 
 impl Server {
-    /// Opens storage, binds `config.listen` and serves until [`Server::stop`].
+    /// Opens storage, binds `config.listen` and serves until [`Server::stop`],
+    /// with the HTTP edge's default limits.
     pub async fn start(config: ServerConfig) -> anyhow::Result<Server> {
+        Self::start_with(config, serve::HttpSettings::default()).await
+    }
+
+    /// [`Server::start`] with the HTTP edge's limits given.
+    pub async fn start_with(
+        config: ServerConfig,
+        http: serve::HttpSettings,
+    ) -> anyhow::Result<Server> {
         config.policy.check()?;
+        http.check()?;
         let store = Store::connect(&config.database, config.policy.sqlite_synchronous).await?;
         let listener = TcpListener::bind(config.listen)
             .await
@@ -124,14 +134,13 @@ impl Server {
         let addr = listener.local_addr()?;
         let state = AppState::new(store, config.policy);
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        let task = tokio::spawn(run(
-            listener,
-            state.clone(),
-            serve::default_threads(),
-            async move {
+        let serving = state.clone();
+        let task = tokio::spawn(async move {
+            run(listener, serving, &http, async move {
                 let _ = rx.await;
-            },
-        ));
+            })
+            .await
+        });
         Ok(Server {
             addr,
             state,
@@ -154,11 +163,12 @@ impl Server {
     }
 }
 
-/// Serves on `listener` until `shutdown` resolves, then drains and flushes.
+/// Serves on `listener` until `shutdown` resolves, then drains (up to the
+/// shutdown deadline) and flushes.
 pub async fn run(
     listener: TcpListener,
     state: AppState,
-    http_threads: usize,
+    http: &serve::HttpSettings,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     state
@@ -204,7 +214,7 @@ pub async fn run(
             }
         }
     });
-    let mut connections = serve::Connections::start(app(state.clone()), http_threads);
+    let mut connections = serve::Connections::start(app(state.clone()), http);
     let drained = match &mut connections {
         Ok(connections) => connections.drain(listener, shutdown).await,
         Err(e) => Err(std::io::Error::other(format!(
