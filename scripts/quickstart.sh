@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The Quick start, end to end on the embedded default (SQLite, local binaries):
 # build, start the server, bootstrap an owner token, create a scoped token,
-# verify it, regenerate it and show the old value fails, bulk-revoke, stop.
+# verify it, regenerate it and show the old value fails, protect an API with
+# the gateway check, bulk-revoke, stop.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -56,6 +57,20 @@ if tokenops verify "$monitoring"; then
 else
   echo "the old value is rejected"
 fi
+
+say "Protecting an API: the check a gateway makes (GET /v1/authorize; see examples/gateway)"
+sensor=$(tokenops token create sensor-reader --scope devices:read --resource device=SN-42 --lifetime 24h)
+sensor_id=$(tokenops -o json token list --name sensor-reader | python3 -c 'import json,sys; print(json.load(sys.stdin)["items"][0]["id"])')
+authorize() { # <device>: the status tokenops answers a gateway for GET /v1/devices/<device>
+  curl -s -o /dev/null -w '%{http_code}' -H "x-api-key: $sensor" \
+    -H "X-Tokenops-Permission: devices:read" -H "X-Tokenops-Resource: device=$1" \
+    "$TOKENOPS_ENDPOINT/v1/authorize"
+}
+expect() { if [ "$2" = "$3" ]; then echo "$1: $2"; else echo "unexpected: $1 answered $2, not $3" >&2; exit 1; fi; }
+expect "fresh token, its own device SN-42" "$(authorize SN-42)" 200
+expect "fresh token, another device SN-43" "$(authorize SN-43)" 403
+tokenops token revoke "$sensor_id" >/dev/null
+expect "revoked token, device SN-42" "$(authorize SN-42)" 401
 
 say "Creating two CI tokens, then revoking everything labelled env=prod at once"
 tokenops token create deploy-bot --scope deployments:write --lifetime 24h --label env=prod >/dev/null

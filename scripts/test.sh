@@ -19,6 +19,15 @@ if [ ! -x "$tools/venv/bin/schemathesis" ]; then
     || echo "could not install schemathesis: the fuzz test will be skipped (or fail in CI)"
 fi
 
+# --- gateway: Debian's nginx for the auth_request test (server/tests/nginx.rs) ---
+if ! command -v nginx >/dev/null 2>&1 && [ -x /usr/sbin/nginx ]; then export PATH="$PATH:/usr/sbin"; fi
+if ! command -v nginx >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+  echo "== installing nginx (apt-get)"
+  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends nginx >/dev/null; } \
+    || echo "could not install nginx: the nginx test will be skipped (or fail in CI)"
+fi
+# --- end gateway ---
+
 echo "== building the workspace"
 cargo build --workspace --all-targets
 

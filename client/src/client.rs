@@ -411,6 +411,25 @@ impl Client {
         })
     }
 
+    /// The same backend, token and connection pool with another retry policy.
+    ///
+    /// ```
+    /// use tokenops_client::RetryPolicy;
+    /// let client = tokenops_client::Client::builder("http://localhost:8080").build().unwrap();
+    /// let once = client.with_retry_policy(RetryPolicy::none());
+    /// ```
+    pub fn with_retry_policy(&self, retry: RetryPolicy) -> Client {
+        Client {
+            inner: Arc::new(Inner {
+                http: self.inner.http.clone(),
+                base: self.inner.base.clone(),
+                token: self.inner.token.clone(),
+                retry,
+                observer: self.inner.observer.clone(),
+            }),
+        }
+    }
+
     fn url(&self, call: &Call) -> Result<Url> {
         let mut url = self.inner.base.clone();
         url.path_segments_mut()

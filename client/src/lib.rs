@@ -46,6 +46,7 @@
 
 mod client;
 pub mod error;
+pub mod gateway;
 pub mod retry;
 pub mod rotation;
 mod service;

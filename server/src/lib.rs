@@ -8,6 +8,7 @@
 pub mod api;
 pub mod auth;
 pub mod authority;
+pub mod authorize;
 pub mod config;
 pub mod error;
 pub mod extract;
@@ -27,7 +28,7 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
-use axum::routing::{get, post};
+use axum::routing::{any, get, post};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
@@ -37,7 +38,7 @@ pub use state::AppState;
 use store::{NewAudit, Store, TokenRow};
 
 /// Every route template the server serves (also the `route` label of its metrics).
-pub const ROUTES: [&str; 13] = [
+pub const ROUTES: [&str; 14] = [
     "/v1/tokens",
     "/v1/tokens/revoke",
     "/v1/tokens/{id}",
@@ -51,6 +52,7 @@ pub const ROUTES: [&str; 13] = [
     "/healthz",
     "/readyz",
     "/metrics",
+    "/v1/authorize",
 ];
 
 /// The HTTP application.
@@ -70,6 +72,7 @@ pub fn app(state: AppState) -> Router {
         healthz,
         readyz,
         metrics_route,
+        authorize_route,
     ] = ROUTES;
     Router::new()
         .route(tokens, post(api::create_token).get(api::list_tokens))
@@ -90,6 +93,7 @@ pub fn app(state: AppState) -> Router {
         .route(healthz, get(api::healthz))
         .route(readyz, get(api::readyz))
         .route(metrics_route, get(api::metrics))
+        .route(authorize_route, any(authorize::authorize))
         .fallback(|| async { ApiError::not_found("route") })
         .method_not_allowed_fallback(|| async {
             let mut e = ApiError::forbidden("method not allowed on this route");

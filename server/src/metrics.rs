@@ -33,6 +33,11 @@ pub struct CodeLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ResultLabels {
+    pub result: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ActionLabels {
     pub action: String,
 }
@@ -47,6 +52,8 @@ pub struct Metrics {
     pub requests: Family<RequestLabels, Counter>,
     pub latency: Family<RouteLabels, Histogram>,
     pub verifications: Family<CodeLabels, Counter>,
+    /// `/v1/authorize` answers by outcome (see [`crate::authorize::RESULTS`]).
+    pub authorizations: Family<ResultLabels, Counter>,
     pub token_changes: Family<ActionLabels, Counter>,
     /// Requests to the API whose credentials did not verify, by reason.
     pub authentication_failures: Family<ReasonLabels, Counter>,
@@ -81,6 +88,17 @@ impl Metrics {
             "Token verifications by result code",
             verifications.clone(),
         );
+        let authorizations = Family::<ResultLabels, Counter>::default();
+        registry.register(
+            "authorizations",
+            "Gateway checks (/v1/authorize) by result",
+            authorizations.clone(),
+        );
+        for result in crate::authorize::RESULTS {
+            authorizations
+                .get_or_create(&ResultLabels { result })
+                .inc_by(0);
+        }
         let token_changes = Family::<ActionLabels, Counter>::default();
         registry.register(
             "token_changes",
@@ -128,6 +146,7 @@ impl Metrics {
             requests,
             latency,
             verifications,
+            authorizations,
             token_changes,
             authentication_failures,
             refused_actions,
@@ -166,6 +185,13 @@ impl Metrics {
         if let Some((_, c)) = self.verify_by_code.iter().find(|(k, _)| *k == code) {
             c.inc();
         }
+    }
+
+    /// Counts one `/v1/authorize` answer.
+    pub fn authorized(&self, result: &'static str) {
+        self.authorizations
+            .get_or_create(&ResultLabels { result })
+            .inc();
     }
 
     pub fn render(&self) -> String {

@@ -4,7 +4,7 @@ use axum::Json;
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use crate::api;
+use crate::{api, authorize};
 
 struct Security;
 
@@ -28,7 +28,7 @@ impl Modify for Security {
     paths(
         api::create_token, api::list_tokens, api::get_token, api::update_token, api::regenerate_token,
         api::revoke_token, api::delete_token, api::bulk_revoke, api::whoami, api::policy, api::verify, api::audit_log,
-        api::healthz, api::readyz, api::metrics,
+        api::healthz, api::readyz, api::metrics, authorize::authorize,
     ),
     components(schemas(
         tokenops_types::Token, tokenops_types::TokenStatus, tokenops_types::Resources, tokenops_types::AllResources,

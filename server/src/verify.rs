@@ -200,6 +200,11 @@ impl Credential {
         self.json_own.len() + self.json_grants.len() + 3
     }
 
+    /// The token's name (kept only inside its rendered JSON, see `json_own`).
+    pub fn name(&self) -> std::borrow::Cow<'_, str> {
+        crate::authorize::json_string_member(&self.json_own, "name").unwrap_or_default()
+    }
+
     pub fn allows(&self, permission: &str) -> bool {
         tokenops_types::permission::any_allows(
             self.permissions.iter().map(String::as_str),

@@ -2,6 +2,7 @@
 //! loopback, on SQLite or on a throw-away PostgreSQL, and the rule for tools
 //! that may be missing (skip with a reason on a laptop, fail under `CI=true`).
 
+pub mod nginx;
 mod pg;
 pub mod procfs;
 
