@@ -33,6 +33,25 @@ pub enum SqliteSync {
     Full,
 }
 
+/// The web dashboard's settings (`[ui]` in the config file).
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct UiSettings {
+    /// Whether `/ui/` is served (`serve --ui=false` turns it off).
+    pub enabled: bool,
+    /// A dashboard session ends after this long without a request.
+    pub idle_timeout: GoDuration,
+}
+
+impl Default for UiSettings {
+    fn default() -> Self {
+        UiSettings {
+            enabled: true,
+            idle_timeout: GoDuration(Duration::from_secs(30 * 60)),
+        }
+    }
+}
+
 /// The policy every token request is checked against.
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
@@ -66,6 +85,8 @@ pub struct Policy {
     pub hash_key: Option<String>,
     /// SQLite durability (`normal` or `full`).
     pub sqlite_synchronous: SqliteSync,
+    /// The web dashboard.
+    pub ui: UiSettings,
 }
 
 impl Default for Policy {
@@ -95,6 +116,7 @@ impl Default for Policy {
             cache_ttl: GoDuration(Duration::from_secs(60)),
             hash_key: None,
             sqlite_synchronous: SqliteSync::Normal,
+            ui: UiSettings::default(),
         }
     }
 }

@@ -16,6 +16,7 @@ pub mod openapi;
 pub mod serve;
 pub mod state;
 pub mod store;
+pub mod ui;
 pub mod validate;
 pub mod verify;
 
@@ -67,7 +68,13 @@ pub fn app(state: AppState) -> Router {
         readyz,
         metrics_route,
     ] = ROUTES;
+    let dashboard = if state.policy.ui.enabled {
+        ui::router()
+    } else {
+        Router::new()
+    };
     Router::new()
+        .merge(dashboard)
         .route(tokens, post(api::create_token).get(api::list_tokens))
         .route(bulk_revoke, post(api::bulk_revoke))
         .route(

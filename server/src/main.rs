@@ -41,6 +41,9 @@ enum Command {
         /// (default: one per CPU available to the process).
         #[arg(long, env = "TOKENOPS_HTTP_THREADS", value_parser = clap::value_parser!(u16).range(1..=1024))]
         http_threads: Option<u16>,
+        /// Serve the web dashboard at /ui/ (`--ui=false` turns it off; also `[ui] enabled` in the config file).
+        #[arg(long, env = "TOKENOPS_UI", action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+        ui: Option<bool>,
     },
     /// Create an owner token and print only its value on stdout.
     Bootstrap {
@@ -84,7 +87,8 @@ async fn main() -> ExitCode {
             common,
             listen,
             http_threads,
-        } => serve(common, listen, http_threads).await,
+            ui,
+        } => serve(common, listen, http_threads, ui).await,
         Command::Bootstrap {
             common,
             project,
@@ -121,8 +125,12 @@ async fn serve(
     common: Common,
     listen: SocketAddr,
     http_threads: Option<u16>,
+    ui: Option<bool>,
 ) -> anyhow::Result<()> {
-    let policy = load_policy(common.config.as_ref())?;
+    let mut policy = load_policy(common.config.as_ref())?;
+    if let Some(enabled) = ui {
+        policy.ui.enabled = enabled;
+    }
     policy.check()?;
     let store =
         tokenops_server::store::Store::connect(&common.database, policy.sqlite_synchronous).await?;

@@ -271,6 +271,13 @@ impl Verifier {
             return Ok(Checked::Invalid(VerifyCode::Malformed));
         }
         let hash = self.hash(value);
+        self.check_hash(&hash, now_us).await
+    }
+
+    /// Checks the value whose hash is `hash` (a dashboard session keeps only the
+    /// hash): existence, revocation, expiry, rate.
+    pub async fn check_hash(&self, hash: &Hash, now_us: i64) -> anyhow::Result<Checked> {
+        let hash = *hash;
         let cached = self
             .cache
             .get(&hash)
