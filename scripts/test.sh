@@ -19,6 +19,13 @@ if [ ! -x "$tools/venv/bin/schemathesis" ]; then
     || echo "could not install schemathesis: the fuzz test will be skipped (or fail in CI)"
 fi
 
+# Web dashboard browser tests: Debian's Chromium and its WebDriver.
+if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; then
+  echo "== installing chromium and chromium-driver (dashboard browser tests)"
+  { apt-get update -qq && apt-get install -y -qq chromium chromium-driver >/dev/null; } \
+    || echo "could not install Chromium: the dashboard browser test will be skipped (or fail in CI)"
+fi
+
 echo "== building the workspace"
 cargo build --workspace --all-targets
 

@@ -171,15 +171,35 @@ async fn fill(c: &Client, id: &str, text: &str) {
     field.send_keys(text).await.expect("type");
 }
 
+/// Waits until an element matching `css` contains `expected` (after a click
+/// the old page may still be there for a moment); returns its text.
+async fn wait_text(c: &Client, css: &str, expected: &str) -> String {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut last = String::new();
+    while Instant::now() < deadline {
+        if let Ok(e) = c.find(Locator::Css(css)).await
+            && let Ok(text) = e.text().await
+        {
+            if text.contains(expected) {
+                return text;
+            }
+            last = text;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    let url = c.current_url().await.map(|u| u.to_string()).unwrap_or_default();
+    let page = c.source().await.unwrap_or_default();
+    let start = page.find("<main").unwrap_or(0);
+    let end = (start + 3000).min(page.len());
+    panic!(
+        "{css} on {url} never contained {expected:?} (last: {last:?})\n{}",
+        page.get(start..end).unwrap_or(&page)
+    );
+}
+
+/// The text of the first element matching `css`, once there is one.
 async fn text_of(c: &Client, css: &str) -> String {
-    c.wait()
-        .at_most(Duration::from_secs(10))
-        .for_element(Locator::Css(css))
-        .await
-        .unwrap_or_else(|e| panic!("no element {css}: {e}"))
-        .text()
-        .await
-        .expect("text")
+    wait_text(c, css, "").await
 }
 
 async fn go(c: &Client, base: &str, path: &str) {
@@ -206,7 +226,7 @@ async fn sign_in(c: &Client, base: &str, token: &str) {
 
 async fn sign_out(c: &Client) {
     click_button(c, "Sign out").await;
-    text_of(c, "h1").await;
+    wait_text(c, "h1", "Sign in to tokenops").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -249,7 +269,7 @@ async fn dashboard_in_chromium() {
 
     // The root leads to the dashboard, which asks to sign in.
     go(c, &base, "/").await;
-    assert_eq!(text_of(c, "h1").await, "Sign in to tokenops");
+    wait_text(c, "h1", "Sign in to tokenops").await;
 
     // A bad token: an error next to the field, no session.
     sign_in(c, &base, "tko_notarealtoken").await;
@@ -259,11 +279,11 @@ async fn dashboard_in_chromium() {
 
     // A good one: the token list.
     sign_in(c, &base, &owner).await;
-    assert_eq!(text_of(c, "h1").await, "API tokens");
+    wait_text(c, "h1", "API tokens").await;
 
     // Create a scoped token and read its value once.
     c.find(Locator::LinkText("Create token")).await.expect("Create token link").click().await.unwrap();
-    assert_eq!(text_of(c, "h1").await, "Create token");
+    wait_text(c, "h1", "Create token").await;
     fill(c, "name", "ci-scoped").await;
     fill(c, "description", "Reads one device and one site").await;
     c.find(Locator::Css("input[name=resources_mode][value=scoped]")).await.unwrap().click().await.unwrap();
@@ -272,7 +292,7 @@ async fn dashboard_in_chromium() {
     fill(c, "labels", "team=web").await;
     screenshot(c, "dashboard-create").await;
     click_button(c, "Create token").await;
-    assert_eq!(text_of(c, "h1").await, "Token created");
+    wait_text(c, "h1", "Token created").await;
     let value_field = c.find(Locator::Id("secret-value")).await.expect("shown-once value");
     let value = value_field.prop("value").await.unwrap().expect("value");
     assert!(value.starts_with("tko_"), "{value}");
@@ -299,26 +319,26 @@ async fn dashboard_in_chromium() {
     // Regenerate with a 1-hour grace: both values verify.
     go(c, &base, "/ui/?name=ci-scoped").await;
     c.find(Locator::LinkText("ci-scoped")).await.unwrap().click().await.unwrap();
-    assert!(text_of(c, "h1").await.starts_with("ci-scoped"));
+    wait_text(c, "h1", "ci-scoped").await;
     c.find(Locator::Id("grace")).await.unwrap().select_by_value("1h").await.unwrap();
     click_button(c, "Regenerate").await;
-    assert_eq!(text_of(c, "h1").await, "Token regenerated");
+    wait_text(c, "h1", "Token regenerated").await;
     let new_value = c.find(Locator::Id("secret-value")).await.unwrap().prop("value").await.unwrap().unwrap();
     assert_ne!(new_value, value);
     assert!(api.verifies(&new_value).await, "new value works");
     assert!(api.verifies(&value).await, "old value works during the grace period");
-    assert!(text_of(c, "#shown-once").await.contains("previous value keeps working until"));
+    wait_text(c, "#shown-once", "previous value keeps working until").await;
 
     // Revoke two at once, confirming a count.
     go(c, &base, "/ui/?label=batch%3Dold").await;
     for id in [&bulk_a, &bulk_b] {
         c.find(Locator::Css(&format!("input[name=id][value='{id}']"))).await.unwrap().click().await.unwrap();
     }
-    assert_eq!(text_of(c, "#selected-count").await, "2 tokens selected");
+    wait_text(c, "#selected-count", "2 tokens selected").await;
     click_button(c, "Revoke").await;
-    assert_eq!(text_of(c, "h1").await, "Revoke 2 tokens?");
+    wait_text(c, "h1", "Revoke 2 tokens?").await;
     click_button(c, "Revoke").await;
-    assert!(text_of(c, ".notice").await.contains("Revoked 2 tokens."));
+    wait_text(c, ".notice", "Revoked 2 tokens.").await;
     for id in [&bulk_a, &bulk_b] {
         assert_eq!(api.status_of(&owner, id).await, (200, "revoked".to_string()));
     }
@@ -327,11 +347,11 @@ async fn dashboard_in_chromium() {
     go(c, &base, &format!("/ui/tokens/{doomed_id}")).await;
     fill(c, "confirm-name", "delete-you").await;
     click_button(c, "Delete").await;
-    assert!(text_of(c, "#confirm_name-error").await.contains("Type the token's name"));
+    wait_text(c, "#confirm_name-error", "Type the token's name").await;
     assert_eq!(api.status_of(&owner, &doomed_id).await.0, 200);
     fill(c, "confirm-name", "delete-me").await;
     click_button(c, "Delete").await;
-    assert!(text_of(c, ".notice").await.contains("deleted"));
+    wait_text(c, ".notice", "deleted").await;
     assert_eq!(api.status_of(&owner, &doomed_id).await.0, 404);
 
     // A name that is markup is shown as text.
@@ -357,25 +377,25 @@ async fn dashboard_in_chromium() {
 
     // A Terraform-managed token is read-only: no Regenerate.
     go(c, &base, &format!("/ui/tokens/{tf_id}")).await;
-    assert!(text_of(c, "#managed-note").await.contains("Terraform"));
+    wait_text(c, "#managed-note", "Terraform").await;
     assert!(c.find_all(Locator::XPath(&button("Regenerate"))).await.unwrap().is_empty());
     assert!(c.find_all(Locator::XPath(&button("Delete"))).await.unwrap().is_empty());
 
     // A session whose token is revoked through the API ends on its next click.
     sign_out(c).await;
     sign_in(c, &base, &second_admin).await;
-    assert_eq!(text_of(c, "h1").await, "API tokens");
+    wait_text(c, "h1", "API tokens").await;
     let (status, _) = api
         .call(reqwest::Method::POST, &format!("/v1/tokens/{second_admin_id}/revoke"), &owner, Some(json!({})))
         .await;
     assert_eq!(status, 200);
     c.find(Locator::LinkText("Audit log")).await.unwrap().click().await.unwrap();
-    assert_eq!(text_of(c, "h1").await, "Sign in to tokenops");
-    assert!(text_of(c, ".notice").await.contains("revoked"));
+    wait_text(c, "h1", "Sign in to tokenops").await;
+    wait_text(c, ".notice", "revoked").await;
 
     // A read-only token signs in but sees no token list.
     sign_in(c, &base, &read_only).await;
-    assert!(text_of(c, "#no-inventory").await.contains("may not read the token inventory"));
+    wait_text(c, "#no-inventory", "may not read the token inventory").await;
     assert!(c.find_all(Locator::Id("tokens")).await.unwrap().is_empty());
 
     browser.client.clone().close().await.expect("close the browser");
