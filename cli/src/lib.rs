@@ -363,7 +363,7 @@ async fn token_command(cli: &Cli, cmd: &TokenCommand, io: &mut Io<'_>) -> Result
                     Some(s) => BulkRevoke::selector(s),
                     None => BulkRevoke::ids(a.ids.iter().cloned()),
                 };
-                let revoked = client.revoke_tokens(target).await?;
+                let revoked = client.revoke_tokens(target).await?.revoked;
                 if json {
                     output::json(io.stdout, &serde_json::json!({ "revoked": revoked }))?;
                 } else {

@@ -1,33 +1,35 @@
-//! Every action the dashboard takes, as one call each into the layer the JSON
-//! API uses: the dashboard decides nothing about who may do what, it asks.
-//! This file only adapts arguments and results; no rule lives here.
+//! Every action the dashboard takes, as one call each into [`crate::service`],
+//! the layer the JSON API uses: the dashboard decides nothing about who may
+//! do what, it asks. This file only turns form text into the service's
+//! arguments (with the same parsers the API uses) and back; no rule lives here.
 
 use std::sync::Arc;
+use std::time::Duration;
 
-use axum::Json;
-use axum::extract::{Path, State};
-use axum::http::HeaderMap;
 use tokenops_types::{
     AuditEvent, BulkRevokeRequest, BulkRevokeResponse, CreateTokenRequest, Page,
-    RegenerateRequest, Token, TokenWithSecret, UpdateTokenRequest,
+    RegenerateRequest, RevokeRequest, Token, TokenStatus, TokenWithSecret, UpdateTokenRequest,
+    codes,
 };
 
-use crate::api;
-use crate::auth::Caller;
+pub use crate::authority::Action;
 use crate::error::{ApiError, ApiResult};
-use crate::extract::{ApiJson, ApiQuery};
+use crate::service;
 use crate::state::AppState;
+use crate::validate;
 use crate::verify::{Checked, Credential, Hash};
 
-/// Filters of the token list.
+/// Filters of the token list, as the list page's form gives them.
 #[derive(Debug, Clone, Default)]
 pub struct TokenQuery {
+    /// `active`, `expired`, `revoked`, or `all` (revoked ones too).
     pub status: Option<String>,
     pub name: Option<String>,
+    /// Label selector `k=v,k2=v2`.
     pub labels: Option<String>,
-    pub project: Option<String>,
+    /// Go-style duration.
     pub expiring_within: Option<String>,
-    pub limit: Option<u32>,
+    pub limit: u32,
     pub page_token: Option<String>,
 }
 
@@ -36,31 +38,18 @@ pub struct TokenQuery {
 pub struct AuditQuery {
     pub token_id: Option<String>,
     pub actor: Option<String>,
-    pub limit: Option<u32>,
+    pub limit: u32,
     pub page_token: Option<String>,
-}
-
-/// What the dashboard may offer to do with a token (the service re-checks).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Action {
-    Update,
-    Regenerate,
-    Revoke,
-    Delete,
 }
 
 /// What the create form offers, from the server's policy.
 #[derive(Debug, Clone)]
 pub struct PolicyView {
-    /// Role names with their permissions.
+    /// Role names with their permissions and grants.
     pub roles: Vec<(String, Vec<String>)>,
     pub resource_types: Vec<String>,
     pub require_expiry: bool,
-    pub max_lifetime: std::time::Duration,
-}
-
-fn caller(c: &Arc<Credential>) -> Caller {
-    Caller(c.clone())
+    pub max_lifetime: Duration,
 }
 
 pub async fn check_hash(state: &AppState, hash: &Hash, now_us: i64) -> anyhow::Result<Checked> {
@@ -72,17 +61,7 @@ pub async fn create_token(
     who: &Arc<Credential>,
     req: CreateTokenRequest,
 ) -> ApiResult<TokenWithSecret> {
-    let res = api::create_token(
-        State(state.clone()),
-        caller(who),
-        HeaderMap::new(),
-        ApiJson(req),
-    )
-    .await?;
-    let body = axum::body::to_bytes(res.into_body(), 1 << 20)
-        .await
-        .map_err(ApiError::internal)?;
-    serde_json::from_slice(&body).map_err(ApiError::internal)
+    service::create_token(state, who, req, None).await
 }
 
 pub async fn list_tokens(
@@ -90,20 +69,45 @@ pub async fn list_tokens(
     who: &Arc<Credential>,
     q: &TokenQuery,
 ) -> ApiResult<Page<Token>> {
-    let params = api::ListParams {
-        status: q.status.clone(),
+    let include_revoked = q.status.as_deref() == Some("all");
+    let status = q
+        .status
+        .as_deref()
+        .filter(|s| *s != "all")
+        .map(|s| {
+            s.parse::<TokenStatus>()
+                .map_err(|m| ApiError::field(codes::INVALID_FIELD, "status", m))
+        })
+        .transpose()?;
+    let labels = q
+        .labels
+        .as_deref()
+        .map(|s| {
+            tokenops_types::parse_selector(s)
+                .map_err(|m| ApiError::field(codes::INVALID_SELECTOR, "label", m))
+        })
+        .transpose()?
+        .unwrap_or_default();
+    let expiring_within = q
+        .expiring_within
+        .as_deref()
+        .map(|d| validate::duration("expiring_within", d))
+        .transpose()?;
+    let query = service::TokenQuery {
+        status,
+        include_revoked,
         name: q.name.clone(),
-        label: q.labels.clone(),
-        limit: q.limit.map(|l| l.to_string()),
+        labels,
+        project: None,
+        expiring_within,
+        limit: q.limit,
         page_token: q.page_token.clone(),
     };
-    let Json(page) = api::list_tokens(State(state.clone()), caller(who), ApiQuery(params)).await?;
-    Ok(page)
+    service::list_tokens(state, who, &query).await
 }
 
 pub async fn get_token(state: &AppState, who: &Arc<Credential>, id: &str) -> ApiResult<Token> {
-    let Json(t) = api::get_token(State(state.clone()), caller(who), Path(id.to_string())).await?;
-    Ok(t)
+    service::get_token(state, who, id).await
 }
 
 pub async fn update_token(
@@ -112,14 +116,7 @@ pub async fn update_token(
     id: &str,
     req: UpdateTokenRequest,
 ) -> ApiResult<Token> {
-    let Json(t) = api::update_token(
-        State(state.clone()),
-        caller(who),
-        Path(id.to_string()),
-        ApiJson(req),
-    )
-    .await?;
-    Ok(t)
+    service::update_token(state, who, id, req).await
 }
 
 pub async fn regenerate_token(
@@ -128,26 +125,15 @@ pub async fn regenerate_token(
     id: &str,
     req: RegenerateRequest,
 ) -> ApiResult<TokenWithSecret> {
-    let Json(t) = api::regenerate_token(
-        State(state.clone()),
-        caller(who),
-        Path(id.to_string()),
-        HeaderMap::new(),
-        ApiJson(req),
-    )
-    .await?;
-    Ok(t)
+    service::regenerate_token(state, who, id, req, None).await
 }
 
 pub async fn revoke_token(state: &AppState, who: &Arc<Credential>, id: &str) -> ApiResult<Token> {
-    let Json(t) =
-        api::revoke_token(State(state.clone()), caller(who), Path(id.to_string())).await?;
-    Ok(t)
+    service::revoke_token(state, who, id, RevokeRequest::default()).await
 }
 
 pub async fn delete_token(state: &AppState, who: &Arc<Credential>, id: &str) -> ApiResult<()> {
-    api::delete_token(State(state.clone()), caller(who), Path(id.to_string())).await?;
-    Ok(())
+    service::delete_token(state, who, id).await
 }
 
 pub async fn bulk_revoke(
@@ -159,8 +145,7 @@ pub async fn bulk_revoke(
         ids: Some(ids),
         selector: None,
     };
-    let Json(r) = api::bulk_revoke(State(state.clone()), caller(who), ApiJson(req)).await?;
-    Ok(r)
+    service::bulk_revoke(state, who, req).await
 }
 
 pub async fn audit_log(
@@ -168,36 +153,38 @@ pub async fn audit_log(
     who: &Arc<Credential>,
     q: &AuditQuery,
 ) -> ApiResult<Page<AuditEvent>> {
-    let params = api::AuditParams {
+    let query = service::AuditQuery {
         token_id: q.token_id.clone(),
-        limit: q.limit.map(|l| l.to_string()),
+        actor: q.actor.clone(),
+        since: None,
+        project: None,
+        limit: q.limit,
         page_token: q.page_token.clone(),
     };
-    let Json(page) = api::audit_log(State(state.clone()), caller(who), ApiQuery(params)).await?;
-    Ok(page)
+    service::audit_log(state, who, &query).await
 }
 
 pub fn policy(state: &AppState) -> PolicyView {
+    let doc = service::policy(state);
     PolicyView {
-        roles: state
-            .policy
+        roles: doc
             .roles
-            .iter()
-            .map(|(name, permissions)| (name.clone(), permissions.clone()))
+            .into_iter()
+            .map(|(name, role)| {
+                let mut summary = role.permissions;
+                summary.extend(role.grants.into_iter().map(|g| format!("grants {g}")));
+                (name, summary)
+            })
             .collect(),
-        resource_types: state.policy.resource_types.clone(),
-        require_expiry: state.policy.require_expiry,
-        max_lifetime: state.policy.max_lifetime.0,
+        resource_types: doc.resource_types,
+        require_expiry: doc.require_expiry,
+        max_lifetime: tokenops_types::parse_duration(&doc.max_lifetime)
+            .unwrap_or(state.policy.max_lifetime.0),
     }
 }
 
-/// Whether to offer `action` on `token` (a hint for which buttons to show;
-/// every action is checked again when it is taken).
-pub fn may(_state: &AppState, who: &Arc<Credential>, action: Action, _token: &Token) -> bool {
-    who.allows(match action {
-        Action::Update => "tokens:update",
-        Action::Regenerate => "tokens:regenerate",
-        Action::Revoke => "tokens:revoke",
-        Action::Delete => "tokens:delete",
-    })
+/// Whether to offer `action` on `token` (which buttons to show; every action
+/// is checked again by the service when it is taken).
+pub fn may(state: &AppState, who: &Arc<Credential>, action: Action, token: &Token) -> bool {
+    service::may(state, who, action, token)
 }

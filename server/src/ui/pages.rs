@@ -363,6 +363,7 @@ pub async fn token_list(
             ("active", "Active"),
             ("expired", "Expired"),
             ("revoked", "Revoked"),
+            ("all", "All, revoked too"),
         ],
         tokens: Vec::new(),
         next_page: None,
@@ -386,9 +387,8 @@ pub async fn token_list(
         status: some(&filter.status),
         name: some(&filter.name),
         labels: some(&filter.label),
-        project: None,
         expiring_within,
-        limit: Some(LIST_PAGE),
+        limit: LIST_PAGE,
         page_token: some(&q.page_token),
     };
     let keep: Vec<(&str, &str)> = vec![
@@ -684,7 +684,7 @@ async fn detail_page(
         &viewer.credential,
         &AuditQuery {
             token_id: Some(token.id.clone()),
-            limit: Some(TRAIL_EVENTS),
+            limit: TRAIL_EVENTS,
             ..AuditQuery::default()
         },
     )
@@ -936,13 +936,11 @@ pub async fn bulk_revoke(
         );
     }
     match calls::bulk_revoke(&state, &viewer.credential, ids.clone()).await {
-        Ok(done) => {
-            let skipped = (ids.len() as u64).saturating_sub(done.revoked);
-            see_other(&format!(
-                "/ui/?done=revoked-many&n={}&skipped={}",
-                done.revoked, skipped
-            ))
-        }
+        Ok(done) => see_other(&format!(
+            "/ui/?done=revoked-many&n={}&skipped={}",
+            done.revoked,
+            done.skipped.len() + done.not_found.len()
+        )),
         Err(e) => message(Some(&viewer), &e),
     }
 }
@@ -971,7 +969,7 @@ pub async fn audit(
     let query = AuditQuery {
         token_id: some(&token_filter),
         actor: some(&actor_filter),
-        limit: Some(AUDIT_PAGE),
+        limit: AUDIT_PAGE,
         page_token: some(&q.page_token),
     };
     let mut page = AuditPage {
