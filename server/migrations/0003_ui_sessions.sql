@@ -13,3 +13,13 @@ CREATE TABLE ui_sessions (
 );
 
 CREATE INDEX ui_sessions_by_last_seen ON ui_sessions (last_seen_at);
+
+-- Forms whose answer shows a value once (create, regenerate) carry a random
+-- id, recorded here (hashed) when the form is used: a reload that posts the
+-- same form again is answered "already done" instead of issuing another value.
+CREATE TABLE ui_used_forms (
+    id_hash TEXT PRIMARY KEY,
+    used_at BIGINT NOT NULL
+);
+
+CREATE INDEX ui_used_forms_by_time ON ui_used_forms (used_at);

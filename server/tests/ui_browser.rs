@@ -286,11 +286,11 @@ async fn dashboard_in_chromium() {
     wait_text(c, "h1", "Create token").await;
     fill(c, "name", "ci-scoped").await;
     fill(c, "description", "Reads one device and one site").await;
+    screenshot(c, "dashboard-create").await;
     c.find(Locator::Css("input[name=resources_mode][value=scoped]")).await.unwrap().click().await.unwrap();
     fill(c, "res-device", "SN-42").await;
     fill(c, "res-site", "s-1").await;
     fill(c, "labels", "team=web").await;
-    screenshot(c, "dashboard-create").await;
     click_button(c, "Create token").await;
     wait_text(c, "h1", "Token created").await;
     let value_field = c.find(Locator::Id("secret-value")).await.expect("shown-once value");
@@ -302,10 +302,16 @@ async fn dashboard_in_chromium() {
     assert!(c.find(Locator::XPath(&button("Copy"))).await.unwrap().is_displayed().await.unwrap());
     screenshot(c, "dashboard-shown-once").await;
 
-    // Reload: the value is gone (never cached, never in a URL).
+    // Reload: the value is gone (never cached, never in a URL), and the
+    // form posted again by the reload issues nothing.
     assert!(!c.current_url().await.unwrap().as_str().contains(&value));
     c.refresh().await.expect("reload");
+    wait_text(c, "h1", "Already done").await;
     assert!(!c.source().await.unwrap().contains(&value), "a reload showed the value again");
+    let (_, list) = api
+        .call(reqwest::Method::GET, "/v1/tokens?name=ci-scoped", &owner, None)
+        .await;
+    assert_eq!(list["items"].as_array().map(Vec::len), Some(1), "one token, not two: {list}");
 
     // The list shows it masked, with its resources; back never brings the value back.
     go(c, &base, "/ui/?name=ci-scoped").await;

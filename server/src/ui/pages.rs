@@ -198,6 +198,28 @@ fn notice_for(done: &str, n: Option<&str>, skipped: Option<&str>) -> Option<Noti
     Some(Notice { kind, text })
 }
 
+/// The answer to a form that shows a value once, posted a second time.
+fn already_used(viewer: &Viewer) -> Response {
+    let page = MessagePage {
+        chrome: chrome(viewer, "tokens"),
+        title: "Already done".into(),
+        kind: "warn",
+        text: "This form was already sent, and its token value was shown then. \
+               A value is shown only once: it cannot be shown again."
+            .into(),
+    };
+    render(StatusCode::CONFLICT, &page)
+}
+
+/// Records the form's one-time id; `Err` with the answer when it was used before.
+async fn once(state: &AppState, viewer: &Viewer, form: &Form) -> Result<(), Response> {
+    match session::use_form_once(&state.store, form.get("once")).await {
+        Ok(true) => Ok(()),
+        Ok(false) => Err(already_used(viewer)),
+        Err(e) => Err(message(Some(viewer), &ApiError::from(e))),
+    }
+}
+
 // ---------------------------------------------------------------- sign-in
 
 #[derive(serde::Deserialize, Default)]
@@ -473,6 +495,7 @@ fn create_page_for(state: &AppState, viewer: &Viewer, form: CreateForm, errors: 
     CreatePage {
         chrome: chrome(viewer, "tokens"),
         csrf: viewer.csrf.clone(),
+        once: session::random_id(),
         form,
         errors,
         show_project: &*viewer.credential.project == "*",
@@ -620,7 +643,13 @@ pub async fn create(
         labels: raw.get("labels").to_string(),
     };
     let show_project = &*viewer.credential.project == "*";
-    let req = match create_request(&form, show_project) {
+    let req = create_request(&form, show_project);
+    if req.is_ok()
+        && let Err(res) = once(&state, &viewer, &raw).await
+    {
+        return res;
+    }
+    let req = match req {
         Ok(r) => r,
         Err(errors) => {
             return render(
@@ -696,6 +725,7 @@ async fn detail_page(
     TokenPage {
         chrome: chrome(viewer, "tokens"),
         csrf: viewer.csrf.clone(),
+        once: session::random_id(),
         t: TokenView::new(token, now),
         notice,
         errors,
@@ -822,6 +852,9 @@ pub async fn regenerate(
         Ok(t) => t,
         Err(res) => return res,
     };
+    if let Err(res) = once(&state, &viewer, &form).await {
+        return res;
+    }
     let grace = form.get("grace_period").trim();
     let req = RegenerateRequest {
         grace_period: (!grace.is_empty()).then(|| grace.to_string()),

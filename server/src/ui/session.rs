@@ -163,7 +163,29 @@ pub async fn purge_idle(store: &Store, before: i64) -> anyhow::Result<u64> {
         .bind(before)
         .execute(store.pool())
         .await?;
+    // A used form id only matters while its page can be reloaded.
+    sqlx::query("DELETE FROM ui_used_forms WHERE used_at < $1")
+        .bind(before)
+        .execute(store.pool())
+        .await?;
     Ok(done.rows_affected())
+}
+
+/// Records the use of a one-time form id; `false` when it was used before
+/// (the browser posted the same form again, e.g. on reload).
+pub async fn use_form_once(store: &Store, form_id: &str) -> anyhow::Result<bool> {
+    if form_id.is_empty() {
+        return Ok(false);
+    }
+    let _turn = store.write_turn().await;
+    let inserted = sqlx::query(
+        "INSERT INTO ui_used_forms (id_hash, used_at) VALUES ($1, $2) ON CONFLICT (id_hash) DO NOTHING",
+    )
+    .bind(sha256_hex(&["form", form_id]))
+    .bind(now_us())
+    .execute(store.pool())
+    .await?;
+    Ok(inserted.rows_affected() == 1)
 }
 
 /// The stored (hashed) ids of every session.

@@ -322,6 +322,8 @@ pub struct RoleOption {
 pub struct CreatePage {
     pub chrome: Option<Chrome>,
     pub csrf: String,
+    /// One-time id of this form (a second post of it is refused).
+    pub once: String,
     pub form: CreateForm,
     pub errors: FieldErrors,
     pub show_project: bool,
@@ -367,6 +369,8 @@ pub struct EditForm {
 pub struct TokenPage {
     pub chrome: Option<Chrome>,
     pub csrf: String,
+    /// One-time id of the regenerate form.
+    pub once: String,
     pub t: TokenView,
     pub notice: Option<Notice>,
     pub errors: FieldErrors,
