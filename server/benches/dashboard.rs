@@ -75,7 +75,11 @@ fn bootstrap(database: &str) -> String {
         .args(["bootstrap", "--database", database])
         .output()
         .expect("bootstrap");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8(out.stdout).unwrap().trim().to_string()
 }
 
@@ -150,7 +154,12 @@ async fn sign_in(http: &reqwest::Client, base: &str, token: &str) -> String {
 }
 
 /// `pages` sequential GETs of `path`: sorted latencies (ms) and the body size of the last.
-async fn time_page(http: &reqwest::Client, url: &str, cookie: &str, pages: u64) -> (Vec<f64>, usize, String) {
+async fn time_page(
+    http: &reqwest::Client,
+    url: &str,
+    cookie: &str,
+    pages: u64,
+) -> (Vec<f64>, usize, String) {
     let mut lat = Vec::new();
     let mut body = String::new();
     for _ in 0..pages {
@@ -173,7 +182,12 @@ async fn verify_rate(base: &str, value: &str, secs: f64) -> f64 {
     let deadline = Instant::now() + Duration::from_secs_f64(secs);
     let mut tasks = Vec::new();
     for _ in 0..16 {
-        let (http, body, done, url) = (http.clone(), body.clone(), done.clone(), format!("{base}/v1/verify"));
+        let (http, body, done, url) = (
+            http.clone(),
+            body.clone(),
+            done.clone(),
+            format!("{base}/v1/verify"),
+        );
         tasks.push(tokio::spawn(async move {
             while Instant::now() < deadline {
                 let res = http
@@ -252,9 +266,21 @@ async fn run() {
     }
     server.stop();
 
-    println!("token list, first page (50 rows): p50 {:.1} ms, p95 {:.1} ms (target p95 <= 50 ms)", percentile(&first, 0.5), percentile(&first, 0.95));
-    println!("token list, a later page (cursor): p50 {:.1} ms, p95 {:.1} ms", percentile(&later, 0.5), percentile(&later, 0.95));
-    println!("token list, label filter team=t7: p50 {:.1} ms, p95 {:.1} ms", percentile(&filtered, 0.5), percentile(&filtered, 0.95));
+    println!(
+        "token list, first page (50 rows): p50 {:.1} ms, p95 {:.1} ms (target p95 <= 50 ms)",
+        percentile(&first, 0.5),
+        percentile(&first, 0.95)
+    );
+    println!(
+        "token list, a later page (cursor): p50 {:.1} ms, p95 {:.1} ms",
+        percentile(&later, 0.5),
+        percentile(&later, 0.95)
+    );
+    println!(
+        "token list, label filter team=t7: p50 {:.1} ms, p95 {:.1} ms",
+        percentile(&filtered, 0.5),
+        percentile(&filtered, 0.95)
+    );
     println!(
         "page weight: HTML {:.1} KB, with stylesheet and script {:.1} KB (target <= 100 KB)\n",
         first_bytes as f64 / 1024.0,
@@ -270,7 +296,11 @@ async fn run() {
             s.ready(&http).await;
             verify_rate(&s.base, &owner, 1.0).await;
             let rate = verify_rate(&s.base, &owner, secs).await;
-            if ui { on.push(rate) } else { off.push(rate) }
+            if ui {
+                on.push(rate)
+            } else {
+                off.push(rate)
+            }
             s.stop();
         }
     }

@@ -46,7 +46,10 @@ async fn sign_in(base: &str, token: &str) -> String {
         .unwrap();
     assert_eq!(res.status().as_u16(), 303);
     let session = set_cookie(&res, "tokenops_session").expect("session cookie");
-    assert!(session.contains("HttpOnly") && session.contains("SameSite=Strict"), "{session}");
+    assert!(
+        session.contains("HttpOnly") && session.contains("SameSite=Strict"),
+        "{session}"
+    );
     assert!(!session.contains("Secure"), "plain HTTP: no Secure flag");
     cookie_pair(&session)
 }
@@ -63,12 +66,21 @@ async fn sessions_and_headers(server: TestServer) {
 
     // Every page: strict CSP without inline script, no framing, not cached.
     let res = http.get(format!("{base}/ui/sign-in")).send().await.unwrap();
-    let csp = res.headers()["content-security-policy"].to_str().unwrap().to_string();
-    assert!(csp.contains("script-src 'self'") && !csp.contains("unsafe-inline"), "{csp}");
+    let csp = res.headers()["content-security-policy"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        csp.contains("script-src 'self'") && !csp.contains("unsafe-inline"),
+        "{csp}"
+    );
     assert!(csp.contains("frame-ancestors 'none'"), "{csp}");
     assert_eq!(res.headers()["cache-control"], "no-store");
     let html = res.text().await.unwrap();
-    assert!(!html.contains("<script>") && !html.contains(" style="), "no inline script or style");
+    assert!(
+        !html.contains("<script>") && !html.contains(" style="),
+        "no inline script or style"
+    );
 
     // Sign-in without the CSRF token is refused.
     let res = http
@@ -82,10 +94,18 @@ async fn sessions_and_headers(server: TestServer) {
 
     // A session works, is stored hashed, and ends on sign-out.
     let cookie = sign_in(&base, &server.owner_token()).await;
-    let res = http.get(format!("{base}/ui/")).header("cookie", &cookie).send().await.unwrap();
+    let res = http
+        .get(format!("{base}/ui/"))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(res.status().as_u16(), 200);
     let html = res.text().await.unwrap();
-    assert!(html.contains("test-owner"), "the list shows the bootstrap token");
+    assert!(
+        html.contains("test-owner"),
+        "the list shows the bootstrap token"
+    );
     assert!(!html.contains(&server.owner_token()));
     let session_id = cookie.split_once('=').unwrap().1.to_string();
     let stored: Vec<String> = sqlx_ids(&server).await;
@@ -101,7 +121,12 @@ async fn sessions_and_headers(server: TestServer) {
         .unwrap();
     assert_eq!(res.status().as_u16(), 303);
     assert!(sqlx_ids(&server).await.is_empty());
-    let res = http.get(format!("{base}/ui/")).header("cookie", &cookie).send().await.unwrap();
+    let res = http
+        .get(format!("{base}/ui/"))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(res.status().as_u16(), 303, "the old cookie no longer works");
 
     // Behind a TLS-terminating proxy the cookie is Secure.
@@ -111,7 +136,11 @@ async fn sessions_and_headers(server: TestServer) {
         .send()
         .await
         .unwrap();
-    assert!(set_cookie(&res, "tokenops_sign_in").unwrap().contains("; Secure"));
+    assert!(
+        set_cookie(&res, "tokenops_sign_in")
+            .unwrap()
+            .contains("; Secure")
+    );
 }
 
 async fn sqlx_ids(server: &TestServer) -> Vec<String> {
@@ -127,8 +156,16 @@ async fn the_dashboard_can_be_turned_off() {
     let server = TestServer::with_config(Backend::Sqlite, "[ui]\nenabled = false\n")
         .await
         .unwrap();
-    let res = client().get(format!("{}/ui/", server.url())).send().await.unwrap();
+    let res = client()
+        .get(format!("{}/ui/", server.url()))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(res.status().as_u16(), 404);
-    let res = client().get(format!("{}/healthz", server.url())).send().await.unwrap();
+    let res = client()
+        .get(format!("{}/healthz", server.url()))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(res.status().as_u16(), 200);
 }

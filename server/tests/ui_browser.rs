@@ -104,7 +104,13 @@ struct Api {
 }
 
 impl Api {
-    async fn call(&self, method: reqwest::Method, path: &str, token: &str, body: Option<Value>) -> (u16, Value) {
+    async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        token: &str,
+        body: Option<Value>,
+    ) -> (u16, Value) {
         let mut req = self
             .http
             .request(method, format!("{}{path}", self.url))
@@ -146,7 +152,12 @@ impl Api {
 
     async fn status_of(&self, owner: &str, id: &str) -> (u16, String) {
         let (status, v) = self
-            .call(reqwest::Method::GET, &format!("/v1/tokens/{id}"), owner, None)
+            .call(
+                reqwest::Method::GET,
+                &format!("/v1/tokens/{id}"),
+                owner,
+                None,
+            )
             .await;
         (status, v["status"].as_str().unwrap_or_default().to_string())
     }
@@ -166,7 +177,10 @@ async fn click_button(c: &Client, text: &str) {
 }
 
 async fn fill(c: &Client, id: &str, text: &str) {
-    let field = c.find(Locator::Id(id)).await.unwrap_or_else(|e| panic!("no field #{id}: {e}"));
+    let field = c
+        .find(Locator::Id(id))
+        .await
+        .unwrap_or_else(|e| panic!("no field #{id}: {e}"));
     field.clear().await.expect("clear");
     field.send_keys(text).await.expect("type");
 }
@@ -187,7 +201,11 @@ async fn wait_text(c: &Client, css: &str, expected: &str) -> String {
         }
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
-    let url = c.current_url().await.map(|u| u.to_string()).unwrap_or_default();
+    let url = c
+        .current_url()
+        .await
+        .map(|u| u.to_string())
+        .unwrap_or_default();
     let page = c.source().await.unwrap_or_default();
     let start = page.find("<main").unwrap_or(0);
     let end = (start + 3000).min(page.len());
@@ -246,7 +264,10 @@ async fn dashboard_in_chromium() {
     // Tokens made over the API, as other tools would.
     let xss_name = "<img src=x onerror=alert(1)>";
     let (xss_id, _) = api
-        .create(&owner, json!({"name": xss_name, "role": "read-only", "lifetime": "24h"}))
+        .create(
+            &owner,
+            json!({"name": xss_name, "role": "read-only", "lifetime": "24h"}),
+        )
         .await;
     let (tf_id, _) = api
         .create(&owner, json!({"name": "tf-managed", "role": "read-only", "lifetime": "24h", "labels": {"managed-by": "terraform"}}))
@@ -258,13 +279,22 @@ async fn dashboard_in_chromium() {
         .create(&owner, json!({"name": "bulk-b", "role": "read-only", "lifetime": "24h", "labels": {"batch": "old"}}))
         .await;
     let (doomed_id, _) = api
-        .create(&owner, json!({"name": "delete-me", "role": "read-only", "lifetime": "24h"}))
+        .create(
+            &owner,
+            json!({"name": "delete-me", "role": "read-only", "lifetime": "24h"}),
+        )
         .await;
     let (_, read_only) = api
-        .create(&owner, json!({"name": "partner", "role": "read-only", "lifetime": "24h"}))
+        .create(
+            &owner,
+            json!({"name": "partner", "role": "read-only", "lifetime": "24h"}),
+        )
         .await;
     let (second_admin_id, second_admin) = api
-        .create(&owner, json!({"name": "second-admin", "role": "owner", "lifetime": "24h"}))
+        .create(
+            &owner,
+            json!({"name": "second-admin", "role": "owner", "lifetime": "24h"}),
+        )
         .await;
 
     // The root leads to the dashboard, which asks to sign in.
@@ -282,24 +312,44 @@ async fn dashboard_in_chromium() {
     wait_text(c, "h1", "API tokens").await;
 
     // Create a scoped token and read its value once.
-    c.find(Locator::LinkText("Create token")).await.expect("Create token link").click().await.unwrap();
+    c.find(Locator::LinkText("Create token"))
+        .await
+        .expect("Create token link")
+        .click()
+        .await
+        .unwrap();
     wait_text(c, "h1", "Create token").await;
     fill(c, "name", "ci-scoped").await;
     fill(c, "description", "Reads one device and one site").await;
     screenshot(c, "dashboard-create").await;
-    c.find(Locator::Css("input[name=resources_mode][value=scoped]")).await.unwrap().click().await.unwrap();
+    c.find(Locator::Css("input[name=resources_mode][value=scoped]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
     fill(c, "res-device", "SN-42").await;
     fill(c, "res-site", "s-1").await;
     fill(c, "labels", "team=web").await;
     click_button(c, "Create token").await;
     wait_text(c, "h1", "Token created").await;
-    let value_field = c.find(Locator::Id("secret-value")).await.expect("shown-once value");
+    let value_field = c
+        .find(Locator::Id("secret-value"))
+        .await
+        .expect("shown-once value");
     let value = value_field.prop("value").await.unwrap().expect("value");
     assert!(value.starts_with("tko_"), "{value}");
     assert!(api.verifies(&value).await, "the value shown works");
     let warning = text_of(c, "#shown-once .notice").await;
     assert!(warning.contains("cannot be shown again"), "{warning}");
-    assert!(c.find(Locator::XPath(&button("Copy"))).await.unwrap().is_displayed().await.unwrap());
+    assert!(
+        c.find(Locator::XPath(&button("Copy")))
+            .await
+            .unwrap()
+            .is_displayed()
+            .await
+            .unwrap()
+    );
     screenshot(c, "dashboard-shown-once").await;
 
     // Reload: the value is gone (never cached, never in a URL), and the
@@ -307,38 +357,81 @@ async fn dashboard_in_chromium() {
     assert!(!c.current_url().await.unwrap().as_str().contains(&value));
     c.refresh().await.expect("reload");
     wait_text(c, "h1", "Already done").await;
-    assert!(!c.source().await.unwrap().contains(&value), "a reload showed the value again");
+    assert!(
+        !c.source().await.unwrap().contains(&value),
+        "a reload showed the value again"
+    );
     let (_, list) = api
-        .call(reqwest::Method::GET, "/v1/tokens?name=ci-scoped", &owner, None)
+        .call(
+            reqwest::Method::GET,
+            "/v1/tokens?name=ci-scoped",
+            &owner,
+            None,
+        )
         .await;
-    assert_eq!(list["items"].as_array().map(Vec::len), Some(1), "one token, not two: {list}");
+    assert_eq!(
+        list["items"].as_array().map(Vec::len),
+        Some(1),
+        "one token, not two: {list}"
+    );
 
     // The list shows it masked, with its resources; back never brings the value back.
     go(c, &base, "/ui/?name=ci-scoped").await;
     let row = text_of(c, "#tokens tbody tr").await;
     assert!(row.contains("ci-scoped") && row.contains("tko_…"), "{row}");
-    assert!(row.contains("device:SN-42") && row.contains("site:s-1"), "{row}");
+    assert!(
+        row.contains("device:SN-42") && row.contains("site:s-1"),
+        "{row}"
+    );
     assert!(!c.source().await.unwrap().contains(&value));
     c.back().await.expect("back");
-    assert!(!c.source().await.unwrap().contains(&value), "back showed the value again");
+    assert!(
+        !c.source().await.unwrap().contains(&value),
+        "back showed the value again"
+    );
 
     // Regenerate with a 1-hour grace: both values verify.
     go(c, &base, "/ui/?name=ci-scoped").await;
-    c.find(Locator::LinkText("ci-scoped")).await.unwrap().click().await.unwrap();
+    c.find(Locator::LinkText("ci-scoped"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
     wait_text(c, "h1", "ci-scoped").await;
-    c.find(Locator::Id("grace")).await.unwrap().select_by_value("1h").await.unwrap();
+    c.find(Locator::Id("grace"))
+        .await
+        .unwrap()
+        .select_by_value("1h")
+        .await
+        .unwrap();
     click_button(c, "Regenerate").await;
     wait_text(c, "h1", "Token regenerated").await;
-    let new_value = c.find(Locator::Id("secret-value")).await.unwrap().prop("value").await.unwrap().unwrap();
+    let new_value = c
+        .find(Locator::Id("secret-value"))
+        .await
+        .unwrap()
+        .prop("value")
+        .await
+        .unwrap()
+        .unwrap();
     assert_ne!(new_value, value);
     assert!(api.verifies(&new_value).await, "new value works");
-    assert!(api.verifies(&value).await, "old value works during the grace period");
+    assert!(
+        api.verifies(&value).await,
+        "old value works during the grace period"
+    );
     wait_text(c, "#shown-once", "previous value keeps working until").await;
 
     // Revoke two at once, confirming a count.
     go(c, &base, "/ui/?label=batch%3Dold").await;
     for id in [&bulk_a, &bulk_b] {
-        c.find(Locator::Css(&format!("input[name=id][value='{id}']"))).await.unwrap().click().await.unwrap();
+        c.find(Locator::Css(&format!("input[name=id][value='{id}']")))
+            .await
+            .unwrap()
+            .click()
+            .await
+            .unwrap();
     }
     wait_text(c, "#selected-count", "2 tokens selected").await;
     click_button(c, "Revoke").await;
@@ -346,7 +439,10 @@ async fn dashboard_in_chromium() {
     click_button(c, "Revoke").await;
     wait_text(c, ".notice", "Revoked 2 tokens.").await;
     for id in [&bulk_a, &bulk_b] {
-        assert_eq!(api.status_of(&owner, id).await, (200, "revoked".to_string()));
+        assert_eq!(
+            api.status_of(&owner, id).await,
+            (200, "revoked".to_string())
+        );
     }
 
     // Delete by typing the name: a wrong name is refused next to the field.
@@ -362,14 +458,25 @@ async fn dashboard_in_chromium() {
 
     // A name that is markup is shown as text.
     go(c, &base, "/ui/").await;
-    let link = c.find(Locator::Css(&format!("a[href='/ui/tokens/{xss_id}']"))).await.unwrap();
+    let link = c
+        .find(Locator::Css(&format!("a[href='/ui/tokens/{xss_id}']")))
+        .await
+        .unwrap();
     assert_eq!(link.text().await.unwrap(), xss_name);
-    assert!(c.find_all(Locator::Css("#tokens img")).await.unwrap().is_empty());
+    assert!(
+        c.find_all(Locator::Css("#tokens img"))
+            .await
+            .unwrap()
+            .is_empty()
+    );
     assert!(c.get_alert_text().await.is_err(), "a script ran");
     screenshot(c, "dashboard-tokens").await;
 
     // A form posted without its CSRF token is refused, and nothing changes.
-    let session = c.get_named_cookie("tokenops_session").await.expect("session cookie");
+    let session = c
+        .get_named_cookie("tokenops_session")
+        .await
+        .expect("session cookie");
     let res = reqwest::Client::new()
         .post(format!("{base}/ui/tokens/{xss_id}/revoke"))
         .header("cookie", format!("tokenops_session={}", session.value()))
@@ -384,18 +491,38 @@ async fn dashboard_in_chromium() {
     // A Terraform-managed token is read-only: no Regenerate.
     go(c, &base, &format!("/ui/tokens/{tf_id}")).await;
     wait_text(c, "#managed-note", "Terraform").await;
-    assert!(c.find_all(Locator::XPath(&button("Regenerate"))).await.unwrap().is_empty());
-    assert!(c.find_all(Locator::XPath(&button("Delete"))).await.unwrap().is_empty());
+    assert!(
+        c.find_all(Locator::XPath(&button("Regenerate")))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(
+        c.find_all(Locator::XPath(&button("Delete")))
+            .await
+            .unwrap()
+            .is_empty()
+    );
 
     // A session whose token is revoked through the API ends on its next click.
     sign_out(c).await;
     sign_in(c, &base, &second_admin).await;
     wait_text(c, "h1", "API tokens").await;
     let (status, _) = api
-        .call(reqwest::Method::POST, &format!("/v1/tokens/{second_admin_id}/revoke"), &owner, Some(json!({})))
+        .call(
+            reqwest::Method::POST,
+            &format!("/v1/tokens/{second_admin_id}/revoke"),
+            &owner,
+            Some(json!({})),
+        )
         .await;
     assert_eq!(status, 200);
-    c.find(Locator::LinkText("Audit log")).await.unwrap().click().await.unwrap();
+    c.find(Locator::LinkText("Audit log"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
     wait_text(c, "h1", "Sign in to tokenops").await;
     wait_text(c, ".notice", "revoked").await;
 
@@ -404,5 +531,10 @@ async fn dashboard_in_chromium() {
     wait_text(c, "#no-inventory", "may not read the token inventory").await;
     assert!(c.find_all(Locator::Id("tokens")).await.unwrap().is_empty());
 
-    browser.client.clone().close().await.expect("close the browser");
+    browser
+        .client
+        .clone()
+        .close()
+        .await
+        .expect("close the browser");
 }

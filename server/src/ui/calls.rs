@@ -7,9 +7,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokenops_types::{
-    AuditEvent, BulkRevokeRequest, BulkRevokeResponse, CreateTokenRequest, Page,
-    RegenerateRequest, RevokeRequest, Token, TokenStatus, TokenWithSecret, UpdateTokenRequest,
-    codes,
+    AuditEvent, BulkRevokeRequest, BulkRevokeResponse, CreateTokenRequest, Page, RegenerateRequest,
+    RevokeRequest, Token, TokenStatus, TokenWithSecret, UpdateTokenRequest, codes,
 };
 
 pub use crate::authority::Action;

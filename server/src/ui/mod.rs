@@ -34,10 +34,7 @@ pub fn router() -> Router<AppState> {
         .route("/", get(|| async { Redirect::to("/ui/") }))
         .route("/ui", get(|| async { Redirect::to("/ui/") }))
         .route("/ui/", get(pages::token_list))
-        .route(
-            "/ui/sign-in",
-            get(pages::sign_in_page).post(pages::sign_in),
-        )
+        .route("/ui/sign-in", get(pages::sign_in_page).post(pages::sign_in))
         .route("/ui/sign-out", post(pages::sign_out))
         .route("/ui/tokens", post(pages::create))
         .route("/ui/tokens/new", get(pages::create_page))

@@ -176,7 +176,13 @@ fn query_string(pairs: &[(&str, &str)]) -> String {
 
 fn notice_for(done: &str, n: Option<&str>, skipped: Option<&str>) -> Option<Notice> {
     let count = |s: Option<&str>| s.and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
-    let tokens = |k: u64| if k == 1 { "1 token".to_string() } else { format!("{k} tokens") };
+    let tokens = |k: u64| {
+        if k == 1 {
+            "1 token".to_string()
+        } else {
+            format!("{k} tokens")
+        }
+    };
     let (kind, text) = match done {
         "revoked-many" => {
             let (n, skipped) = (count(n), count(skipped));
@@ -266,7 +272,10 @@ pub async fn sign_in(State(state): State<AppState>, headers: HeaderMap, body: By
     };
     let value = form.get("token").trim();
     if value.is_empty() {
-        return again("Paste a token to sign in.", StatusCode::UNPROCESSABLE_ENTITY);
+        return again(
+            "Paste a token to sign in.",
+            StatusCode::UNPROCESSABLE_ENTITY,
+        );
     }
     let checked = match state.verifier.check(value, now_us()).await {
         Ok(c) => c,
@@ -427,8 +436,8 @@ pub async fn token_list(
                 .iter()
                 .map(|t| {
                     let mut v = TokenView::new(t, now);
-                    v.selectable = v.selectable
-                        && calls::may(&state, &viewer.credential, Action::Revoke, t);
+                    v.selectable =
+                        v.selectable && calls::may(&state, &viewer.credential, Action::Revoke, t);
                     v
                 })
                 .collect();
@@ -475,7 +484,12 @@ const LIFETIMES: [(&str, &str, u64); 6] = [
     ("365d", "1 year", 365),
 ];
 
-fn create_page_for(state: &AppState, viewer: &Viewer, form: CreateForm, errors: FieldErrors) -> CreatePage {
+fn create_page_for(
+    state: &AppState,
+    viewer: &Viewer,
+    form: CreateForm,
+    errors: FieldErrors,
+) -> CreatePage {
     let policy = calls::policy(state);
     let max_days = policy.max_lifetime.as_secs() / 86_400;
     let lifetimes = LIFETIMES
@@ -562,7 +576,10 @@ pub async fn create_page(State(state): State<AppState>, viewer: Viewer) -> Respo
 
 /// The create request a form asks for, or the form's own errors (its syntax:
 /// what each field must look like; every rule is the service's).
-fn create_request(form: &CreateForm, show_project: bool) -> Result<CreateTokenRequest, FieldErrors> {
+fn create_request(
+    form: &CreateForm,
+    show_project: bool,
+) -> Result<CreateTokenRequest, FieldErrors> {
     let mut errors = FieldErrors::default();
     let mut req = CreateTokenRequest {
         name: form.name.trim().to_string(),
@@ -575,9 +592,7 @@ fn create_request(form: &CreateForm, show_project: bool) -> Result<CreateTokenRe
     match form.expiry_mode.as_str() {
         "date" => match NaiveDate::parse_from_str(form.expires_on.trim(), "%Y-%m-%d") {
             Ok(day) => {
-                req.expires_at = day
-                    .and_hms_opt(23, 59, 59)
-                    .map(|t| t.and_utc());
+                req.expires_at = day.and_hms_opt(23, 59, 59).map(|t| t.and_utc());
             }
             Err(_) => errors.add("expiry", "Choose the day the token expires."),
         },
@@ -593,7 +608,11 @@ fn create_request(form: &CreateForm, show_project: bool) -> Result<CreateTokenRe
         let list = form
             .resources
             .iter()
-            .flat_map(|r| split_list(&r.ids).into_iter().map(|id| ResourceRef::new(&r.kind, id)))
+            .flat_map(|r| {
+                split_list(&r.ids)
+                    .into_iter()
+                    .map(|id| ResourceRef::new(&r.kind, id))
+            })
             .collect::<Vec<_>>();
         req.resources = Some(Resources::list(list));
     }
@@ -602,7 +621,11 @@ fn create_request(form: &CreateForm, show_project: bool) -> Result<CreateTokenRe
         Ok(_) => {}
         Err(e) => errors.add("labels", e),
     }
-    if errors.is_empty() { Ok(req) } else { Err(errors) }
+    if errors.is_empty() {
+        Ok(req)
+    } else {
+        Err(errors)
+    }
 }
 
 /// Where the service's field names go on the create form.
@@ -719,8 +742,14 @@ async fn detail_page(
     )
     .await;
     let (audit, audit_denied) = match trail {
-        Ok(p) => (p.items.iter().map(|e| EventView::new(e, now)).collect(), None),
-        Err(e) => (Vec::new(), Some(format!("The audit trail is not shown: {}", e.detail))),
+        Ok(p) => (
+            p.items.iter().map(|e| EventView::new(e, now)).collect(),
+            None,
+        ),
+        Err(e) => (
+            Vec::new(),
+            Some(format!("The audit trail is not shown: {}", e.detail)),
+        ),
     };
     TokenPage {
         chrome: chrome(viewer, "tokens"),
@@ -816,7 +845,15 @@ pub async fn edit(
         Err(msg) => {
             let mut errors = FieldErrors::default();
             errors.add("labels", msg);
-            return detail_with_error(&state, &viewer, &token, StatusCode::UNPROCESSABLE_ENTITY, errors, Some(entered)).await;
+            return detail_with_error(
+                &state,
+                &viewer,
+                &token,
+                StatusCode::UNPROCESSABLE_ENTITY,
+                errors,
+                Some(entered),
+            )
+            .await;
         }
     };
     let req = UpdateTokenRequest {
@@ -830,7 +867,11 @@ pub async fn edit(
         Err(e) => {
             let errors = FieldErrors::from_api(
                 &e,
-                &[("name", "name"), ("description", "description"), ("labels", "labels")],
+                &[
+                    ("name", "name"),
+                    ("description", "description"),
+                    ("labels", "labels"),
+                ],
             );
             detail_with_error(&state, &viewer, &token, e.status, errors, Some(entered)).await
         }
@@ -928,7 +969,15 @@ pub async fn delete(
             "confirm_name",
             "Type the token's name exactly as shown to confirm the deletion.",
         );
-        return detail_with_error(&state, &viewer, &token, StatusCode::UNPROCESSABLE_ENTITY, errors, None).await;
+        return detail_with_error(
+            &state,
+            &viewer,
+            &token,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            errors,
+            None,
+        )
+        .await;
     }
     match calls::delete_token(&state, &viewer.credential, &id).await {
         Ok(()) => see_other("/ui/?done=deleted"),

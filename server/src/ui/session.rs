@@ -303,12 +303,16 @@ impl FromRequestParts<AppState> for Viewer {
         let now = now_us();
         let idle_us = i64::try_from(state.policy.ui.idle_timeout.0.as_micros()).unwrap_or(i64::MAX);
         if now.saturating_sub(session.last_seen_at) > idle_us {
-            end(&state.store, &session.id_hash).await.map_err(internal)?;
+            end(&state.store, &session.id_hash)
+                .await
+                .map_err(internal)?;
             return Err(away(Ended::Idle));
         }
         let mut hash: Hash = [0; 32];
         if hex::decode_to_slice(&session.token_hash, &mut hash).is_err() {
-            end(&state.store, &session.id_hash).await.map_err(internal)?;
+            end(&state.store, &session.id_hash)
+                .await
+                .map_err(internal)?;
             return Err(away(Ended::Revoked));
         }
         let credential = match super::calls::check_hash(state, &hash, now)
@@ -317,7 +321,9 @@ impl FromRequestParts<AppState> for Viewer {
         {
             Checked::Valid(c) | Checked::RateLimited(c, _) => c,
             Checked::Invalid(code) => {
-                end(&state.store, &session.id_hash).await.map_err(internal)?;
+                end(&state.store, &session.id_hash)
+                    .await
+                    .map_err(internal)?;
                 return Err(away(match code {
                     tokenops_types::VerifyCode::Expired => Ended::Expired,
                     _ => Ended::Revoked,

@@ -100,10 +100,14 @@ impl TokenView {
         let mut access: Vec<String> = t.role.iter().cloned().collect();
         access.extend(t.scopes.iter().cloned());
         let resources = match &t.resources {
-            Resources::List(list) => list.iter().map(|r| format!("{}:{}", r.kind, r.id)).collect(),
+            Resources::List(list) => list
+                .iter()
+                .map(|r| format!("{}:{}", r.kind, r.id))
+                .collect(),
             _ => Vec::new(),
         };
-        let (manager, manager_class) = match (managed_elsewhere(t), t.labels.get(LABEL_MANAGED_BY)) {
+        let (manager, manager_class) = match (managed_elsewhere(t), t.labels.get(LABEL_MANAGED_BY))
+        {
             (Some("Terraform"), _) => ("Terraform".to_string(), "managed"),
             (Some(_), _) => ("Kubernetes".to_string(), "managed"),
             (None, Some(other)) => (other.clone(), "managed"),
@@ -119,7 +123,11 @@ impl TokenView {
             resources,
             project: t.project.clone(),
             status: t.status.as_str(),
-            labels: t.labels.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+            labels: t
+                .labels
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
             created: when(t.created_at),
             updated: when(t.updated_at),
             expires: t.expires_at.map(when),
