@@ -256,6 +256,9 @@ impl Policy {
         if self.last_used_flush_interval.0.is_zero() {
             bail!("last_used_flush_interval: must be greater than zero");
         }
+        if self.ui.idle_timeout.0.is_zero() {
+            bail!("ui.idle_timeout: must be greater than zero");
+        }
         Ok(())
     }
 
