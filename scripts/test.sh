@@ -27,6 +27,12 @@ if ! command -v nginx >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1 && [
     || echo "could not install nginx: the nginx test will be skipped (or fail in CI)"
 fi
 # --- end gateway ---
+# Web dashboard browser tests: Debian's Chromium and its WebDriver.
+if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; then
+  echo "== installing chromium and chromium-driver (dashboard browser tests)"
+  { apt-get update -qq && apt-get install -y -qq chromium chromium-driver >/dev/null; } \
+    || echo "could not install Chromium: the dashboard browser test will be skipped (or fail in CI)"
+fi
 
 echo "== building the workspace"
 cargo build --workspace --all-targets

@@ -19,6 +19,7 @@ pub mod serve;
 pub mod service;
 pub mod state;
 pub mod store;
+pub mod ui;
 pub mod validate;
 pub mod verify;
 
@@ -74,7 +75,13 @@ pub fn app(state: AppState) -> Router {
         metrics_route,
         authorize_route,
     ] = ROUTES;
+    let dashboard = if state.policy.ui.enabled {
+        ui::router()
+    } else {
+        Router::new()
+    };
     Router::new()
+        .merge(dashboard)
         .route(tokens, post(api::create_token).get(api::list_tokens))
         .route(bulk_revoke, post(api::bulk_revoke))
         .route(

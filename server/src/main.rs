@@ -64,6 +64,9 @@ enum Command {
         http_threads: Option<u16>,
         #[command(flatten)]
         edge: Edge,
+        /// Serve the web dashboard at /ui/ (`--ui=false` turns it off; also `[ui] enabled` in the config file).
+        #[arg(long, env = "TOKENOPS_UI", action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+        ui: Option<bool>,
     },
     /// Create an owner token and print only its value on stdout.
     Bootstrap {
@@ -108,7 +111,8 @@ async fn main() -> ExitCode {
             listen,
             http_threads,
             edge,
-        } => serve(common, listen, http_threads, edge).await,
+            ui,
+        } => serve(common, listen, http_threads, edge, ui).await,
         Command::Bootstrap {
             common,
             project,
@@ -146,8 +150,12 @@ async fn serve(
     listen: SocketAddr,
     http_threads: Option<u16>,
     edge: Edge,
+    ui: Option<bool>,
 ) -> anyhow::Result<()> {
-    let policy = load_policy(common.config.as_ref())?;
+    let mut policy = load_policy(common.config.as_ref())?;
+    if let Some(enabled) = ui {
+        policy.ui.enabled = enabled;
+    }
     policy.check()?;
     let open_files = tokenops_server::serve::raise_open_file_limit();
     let http = tokenops_server::serve::HttpSettings {

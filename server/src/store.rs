@@ -370,6 +370,11 @@ impl Store {
         &self.url
     }
 
+    /// The pool, for tables kept by other modules (the dashboard's sessions).
+    pub(crate) fn pool(&self) -> &AnyPool {
+        &self.pool
+    }
+
     pub async fn close(&self) {
         self.pool.close().await;
     }
@@ -385,7 +390,7 @@ impl Store {
     }
 
     /// Waits for this process's turn to write (SQLite only); hold the guard until commit.
-    async fn write_turn(&self) -> Option<tokio::sync::OwnedMutexGuard<()>> {
+    pub(crate) async fn write_turn(&self) -> Option<tokio::sync::OwnedMutexGuard<()>> {
         match &self.write_gate {
             Some(gate) => Some(gate.clone().lock_owned().await),
             None => None,
