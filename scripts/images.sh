@@ -31,10 +31,11 @@ profile="${IMAGE_PROFILE:-image}"
 out="$target_dir/images"
 user_id=65532
 
-if [[ -z "${SOURCE_DATE_EPOCH:-}" ]]; then
-  SOURCE_DATE_EPOCH="$(git -C "$root" log -1 --format=%ct 2>/dev/null || echo 0)"
-fi
-export SOURCE_DATE_EPOCH
+# The time of every file and of the images. Not exported: the `cc` crate's
+# build scripts (ring, SQLite) rerun when SOURCE_DATE_EPOCH changes, so cargo
+# would rebuild half the tree at every commit.
+epoch="${SOURCE_DATE_EPOCH:-$(git -C "$root" log -1 --format=%ct 2>/dev/null || true)}"
+epoch="${epoch:-0}"
 
 die() { echo "images.sh: $*" >&2; exit 1; }
 
@@ -143,19 +144,19 @@ stage_rootfs() {
   find "$rootfs" -type f -name 'ld-linux*' -exec chmod 0755 {} +
   chmod 1777 "$rootfs/tmp"
   [[ "$data" == yes ]] && chmod 0750 "$rootfs/var/lib/tokenops"
-  find "$rootfs" -exec touch -h -d "@$SOURCE_DATE_EPOCH" {} +
+  find "$rootfs" -exec touch -h -d "@$epoch" {} +
 
   # One tar, sorted, owned by root — except the data directory, owned by the
   # image's user. `ADD` extracts it keeping owners, modes and times, the
   # same way in podman, buildah and docker.
-  local tar_common=(--sort=name --format=gnu --numeric-owner --mtime="@$SOURCE_DATE_EPOCH")
+  local tar_common=(--sort=name --format=gnu --numeric-owner --mtime="@$epoch")
   tar "${tar_common[@]}" --owner=0 --group=0 --exclude=./var/lib/tokenops \
     -C "$rootfs" -cf "$context/rootfs.tar" .
   if [[ "$data" == yes ]]; then
     tar "${tar_common[@]}" --owner="$user_id" --group="$user_id" --no-recursion \
       -C "$rootfs" -rf "$context/rootfs.tar" ./var/lib/tokenops
   fi
-  touch -d "@$SOURCE_DATE_EPOCH" "$context/rootfs.tar"
+  touch -d "@$epoch" "$context/rootfs.tar"
 }
 
 # --- images -------------------------------------------------------------------
@@ -163,7 +164,7 @@ stage_rootfs() {
 # the same image (the engines' own archives carry the time of saving).
 pack_layout() { # layout-dir archive
   tar --sort=name --format=gnu --numeric-owner --owner=0 --group=0 \
-    --mtime="@$SOURCE_DATE_EPOCH" --mode=u+rw,go+r,go-w -C "$1" -cf "$2" .
+    --mtime="@$epoch" --mode=u+rw,go+r,go-w -C "$1" -cf "$2" .
 }
 
 build_image() { # ref target context archive
@@ -174,19 +175,19 @@ build_image() { # ref target context archive
     podman)
       # --layers=false: no intermediate images in the history, so podman and
       # buildah write the same image, byte for byte.
-      podman build --quiet --layers=false --timestamp "$SOURCE_DATE_EPOCH" "${args[@]}" "$context" >/dev/null
+      podman build --quiet --layers=false --timestamp "$epoch" "${args[@]}" "$context" >/dev/null
       podman save --quiet --format oci-dir -o "$layout" "$ref"
       ;;
     buildah)
-      buildah build --quiet --timestamp "$SOURCE_DATE_EPOCH" "${args[@]}" "$context" >/dev/null
+      buildah build --quiet --timestamp "$epoch" "${args[@]}" "$context" >/dev/null
       buildah push --quiet "$ref" "oci:$layout:$ref"
       ;;
     docker)
       # BuildKit: SOURCE_DATE_EPOCH as a build argument fixes the image's
       # times, rewrite-timestamp the files'. Not run in this project's CI.
-      docker buildx build --build-arg "SOURCE_DATE_EPOCH=$SOURCE_DATE_EPOCH" "${args[@]}" \
+      docker buildx build --build-arg "SOURCE_DATE_EPOCH=$epoch" "${args[@]}" \
         --output "type=oci,tar=false,dest=$layout,name=$ref,rewrite-timestamp=true" "$context"
-      docker buildx build --build-arg "SOURCE_DATE_EPOCH=$SOURCE_DATE_EPOCH" "${args[@]}" \
+      docker buildx build --build-arg "SOURCE_DATE_EPOCH=$epoch" "${args[@]}" \
         --load "$context" >/dev/null
       ;;
     *) die "IMAGE_TOOL=$tool: use podman, buildah or docker" ;;
@@ -212,7 +213,7 @@ print(size, manifest["config"]["digest"].split(":")[1])
 PY
 }
 
-echo "== images ($tool, tag $tag, SOURCE_DATE_EPOCH=$SOURCE_DATE_EPOCH)"
+echo "== images ($tool, tag $tag, SOURCE_DATE_EPOCH=$epoch)"
 summary=()
 for entry in "${images[@]}"; do
   IFS='|' read -r repo target binary <<<"$entry"
