@@ -117,6 +117,8 @@ pub enum Command {
     Verify(VerifyArgs),
     /// Show the audit log, newest first: who did what to which token, when.
     Audit(AuditArgs),
+    /// Show what the server allows: roles, resource types, lifetimes.
+    Policy,
     /// List the contexts of the config file and say which one is in use.
     #[command(after_long_help = CONTEXT_HELP)]
     Context(ContextArgs),
@@ -190,9 +192,16 @@ pub struct CreateArgs {
 
 #[derive(Debug, Args)]
 pub struct ListArgs {
-    /// Only tokens in this state (active, expired, revoked).
-    #[arg(long)]
+    /// Only tokens in this state (active, expired, revoked); by default
+    /// active and expired ones.
+    #[arg(long, conflicts_with = "all")]
     pub status: Option<TokenStatus>,
+    /// Tokens in every state, revoked ones included.
+    #[arg(long)]
+    pub all: bool,
+    /// Only tokens of this project (organisation tokens see every project).
+    #[arg(long)]
+    pub project: Option<String>,
     /// Only tokens with exactly this name.
     #[arg(long)]
     pub name: Option<String>,
@@ -264,9 +273,14 @@ pub struct RevokeArgs {
     /// Tokens to revoke: ids (tok_…), or a name when exactly one token has it.
     #[arg(value_name = "TOKEN")]
     pub targets: Vec<String>,
-    /// Revoke every token matching this label selector k=v,k2=v2.
+    /// Revoke every token matching this label selector k=v,k2=v2 (never
+    /// your own token).
     #[arg(short = 'l', long, value_name = "SELECTOR", value_parser = selector, conflicts_with = "targets")]
     pub selector: Option<String>,
+    /// Revoke later instead of now, e.g. 1h: the token keeps working until
+    /// then (its expiry is brought forward), an overlap for its consumers.
+    #[arg(long, value_name = "DURATION", value_parser = duration, conflicts_with = "selector")]
+    pub after: Option<Duration>,
 }
 
 #[derive(Debug, Args)]
@@ -287,6 +301,9 @@ pub struct AuditArgs {
     /// Only events about this token (id, or a name when exactly one token has it).
     #[arg(long = "token-id", value_name = "TOKEN")]
     pub token_id: Option<String>,
+    /// Only events caused by this token (id, or a name only one token has).
+    #[arg(long, value_name = "TOKEN")]
+    pub actor: Option<String>,
     /// Only events since this long ago (24h, 7d) or since a date or time
     /// (2027-03-31 means its start, 00:00 UTC).
     #[arg(long, value_name = "DURATION|DATE|TIME", value_parser = since)]

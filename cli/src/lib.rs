@@ -320,6 +320,12 @@ async fn dispatch(session: &mut Session<'_>, io: &mut Io<'_>) -> Result<u8, Fail
             if let Some(token) = &args.token_id {
                 call = call.token_id(resolve_token(&client, token).await?);
             }
+            if let Some(actor) = &args.actor {
+                call = call.actor(resolve_token(&client, actor).await?);
+            }
+            if let Some(since) = args.since {
+                call = call.since(since.instant(now));
+            }
             let mut events = call.all().await?;
             if let Some(since) = args.since {
                 let start = since.instant(now);
@@ -343,6 +349,10 @@ async fn dispatch(session: &mut Session<'_>, io: &mut Io<'_>) -> Result<u8, Fail
             }
         }
         Command::Context(args) => return context_command(args, format, io),
+        Command::Policy => {
+            let client = session.client(true, io.stderr)?;
+            return policy(&client, format, io).await;
+        }
         Command::Completion(args) => {
             let mut cmd = <Cli as clap::CommandFactory>::command();
             clap_complete::generate(args.shell, &mut cmd, "tokenops", io.stdout);
@@ -356,15 +366,7 @@ async fn dispatch(session: &mut Session<'_>, io: &mut Io<'_>) -> Result<u8, Fail
 /// Empty when the caller may not list tokens: ids are shown then.
 async fn token_names(client: &Client) -> HashMap<String, String> {
     let mut names = HashMap::new();
-    let lists = [
-        client.list_tokens().all().await,
-        client
-            .list_tokens()
-            .status(TokenStatus::Revoked)
-            .all()
-            .await,
-    ];
-    for tokens in lists.into_iter().flatten() {
+    if let Ok(tokens) = client.list_tokens().all_statuses().all().await {
         for t in tokens {
             names.insert(t.id, t.name);
         }
@@ -397,21 +399,7 @@ async fn resolve_token(client: &Client, arg: &str) -> Result<String, Failure> {
     if arg.starts_with("tok_") {
         return Ok(arg.to_string());
     }
-    let mut found: Vec<Token> = client.list_tokens().name(arg).all().await?;
-    if !found.iter().any(|t| t.status != TokenStatus::Revoked) {
-        // Lists may leave revoked tokens out unless asked for them.
-        for t in client
-            .list_tokens()
-            .name(arg)
-            .status(TokenStatus::Revoked)
-            .all()
-            .await?
-        {
-            if !found.iter().any(|f| f.id == t.id) {
-                found.push(t);
-            }
-        }
-    }
+    let found: Vec<Token> = client.list_tokens().name(arg).all_statuses().all().await?;
     let live: Vec<&Token> = found
         .iter()
         .filter(|t| t.status != TokenStatus::Revoked)
@@ -504,6 +492,12 @@ async fn token_command(
             if let Some(s) = &a.selector {
                 call = call.selector(s);
             }
+            if a.all {
+                call = call.all_statuses();
+            }
+            if let Some(p) = &a.project {
+                call = call.project(p);
+            }
             let page = match a.limit {
                 Some(limit) => {
                     call = call.limit(limit);
@@ -569,42 +563,7 @@ async fn token_command(
             let created = call.await?;
             print_secret(io, &created, format, "regenerated")?;
         }
-        TokenCommand::Revoke(a) => {
-            let mut ids = Vec::with_capacity(a.targets.len());
-            for t in &a.targets {
-                ids.push(resolve_token(&client, t).await?);
-            }
-            if let [id] = ids.as_slice() {
-                let token = client.revoke_token(id).await?;
-                if !output::document(io.stdout, format, &token)? {
-                    if format == Output::Name {
-                        writeln!(io.stdout, "{}", token.id)?;
-                    } else {
-                        writeln!(io.stdout, "Revoked {} ({}).", token.id, token.name)?;
-                    }
-                }
-            } else {
-                let target = match &a.selector {
-                    Some(s) => BulkRevoke::selector(s),
-                    None => BulkRevoke::ids(ids.iter().cloned()),
-                };
-                let revoked = client.revoke_tokens(target).await?;
-                if !output::document(
-                    io.stdout,
-                    format,
-                    &serde_json::json!({ "revoked": revoked }),
-                )? {
-                    if format == Output::Name {
-                        for id in &ids {
-                            writeln!(io.stdout, "{id}")?;
-                        }
-                    } else {
-                        let noun = if revoked == 1 { "token" } else { "tokens" };
-                        writeln!(io.stdout, "Revoked {revoked} {noun}.")?;
-                    }
-                }
-            }
-        }
+        TokenCommand::Revoke(a) => return revoke(&client, a, format, io).await,
         TokenCommand::Delete(a) => {
             let id = resolve_token(&client, &a.target).await?;
             client.delete_token(&id).await?;
@@ -617,6 +576,163 @@ async fn token_command(
             }
         }
     }
+    Ok(exit::OK)
+}
+
+/// `token revoke`: one token (now or `--after` a while), several, or a selector.
+/// Several ids or a selector go in one bulk call, which says which ids named
+/// no token and which tokens it left alone; any id not found makes the
+/// command fail with the not-found code, naming them, after the others are revoked.
+async fn revoke(
+    client: &Client,
+    a: &args::RevokeArgs,
+    format: Output,
+    io: &mut Io<'_>,
+) -> Result<u8, Failure> {
+    // Names are resolved first; a name that matches nothing counts as not found.
+    let mut ids = Vec::with_capacity(a.targets.len());
+    let mut unresolved = Vec::new();
+    for t in &a.targets {
+        match resolve_token(client, t).await {
+            Ok(id) => ids.push(id),
+            Err(Failure::Api(Error::NotFound { .. })) if a.targets.len() > 1 => {
+                unresolved.push(t.clone())
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    if let Some(after) = a.after {
+        let mut revoked = Vec::new();
+        for id in &ids {
+            revoked.push(client.revoke_token_after(id, after).await?);
+        }
+        if !output::document(io.stdout, format, &revoked)? {
+            for token in &revoked {
+                if format == Output::Name {
+                    writeln!(io.stdout, "{}", token.id)?;
+                } else {
+                    let until = token
+                        .expires_at
+                        .map(output::exact)
+                        .unwrap_or_else(|| "-".into());
+                    writeln!(
+                        io.stdout,
+                        "{} ({}) keeps working until {until}, then ends.",
+                        token.id, token.name
+                    )?;
+                }
+            }
+        }
+        return not_found_outcome(io, &unresolved);
+    }
+    if let ([id], None, []) = (ids.as_slice(), &a.selector, unresolved.as_slice()) {
+        let token = client.revoke_token(id).await?;
+        if !output::document(io.stdout, format, &token)? {
+            if format == Output::Name {
+                writeln!(io.stdout, "{}", token.id)?;
+            } else {
+                writeln!(io.stdout, "Revoked {} ({}).", token.id, token.name)?;
+            }
+        }
+        return Ok(exit::OK);
+    }
+    let mut outcome = if let Some(selector) = &a.selector {
+        client.revoke_tokens(BulkRevoke::selector(selector)).await?
+    } else if ids.is_empty() {
+        tokenops_client::BulkRevokeResponse::default()
+    } else {
+        client.revoke_tokens(BulkRevoke::ids(ids.iter().cloned())).await?
+    };
+    outcome.not_found.extend(unresolved);
+    if !output::document(io.stdout, format, &outcome)? {
+        let skipped: std::collections::HashSet<&String> = outcome.skipped.iter().collect();
+        let missing: std::collections::HashSet<&String> = outcome.not_found.iter().collect();
+        if format == Output::Name {
+            for id in ids
+                .iter()
+                .filter(|id| !skipped.contains(id) && !missing.contains(id))
+            {
+                writeln!(io.stdout, "{id}")?;
+            }
+        } else {
+            let noun = if outcome.revoked == 1 { "token" } else { "tokens" };
+            writeln!(io.stdout, "Revoked {} {noun}.", outcome.revoked)?;
+            if !outcome.skipped.is_empty() {
+                writeln!(
+                    io.stdout,
+                    "Skipped (outside your authority, or your own token matched by the selector): {}",
+                    outcome.skipped.join(", ")
+                )?;
+            }
+        }
+    }
+    not_found_outcome(io, &outcome.not_found)
+}
+
+/// Fails with the not-found code, naming them, when some ids named no token.
+fn not_found_outcome(io: &mut Io<'_>, not_found: &[String]) -> Result<u8, Failure> {
+    if not_found.is_empty() {
+        return Ok(exit::OK);
+    }
+    writeln!(
+        io.stderr,
+        "error: not found: {} (nothing revoked for {})",
+        not_found.join(", "),
+        if not_found.len() == 1 { "it" } else { "them" }
+    )?;
+    Ok(exit::NOT_FOUND)
+}
+
+/// `tokenops policy`: what the server allows.
+async fn policy(client: &Client, format: Output, io: &mut Io<'_>) -> Result<u8, Failure> {
+    let policy = client.policy().await?;
+    if output::document(io.stdout, format, &policy)? {
+        return Ok(exit::OK);
+    }
+    if format == Output::Name {
+        for role in policy.roles.keys() {
+            writeln!(io.stdout, "{role}")?;
+        }
+        return Ok(exit::OK);
+    }
+    let rate = policy
+        .rate_limit
+        .map(|r| format!("{}/s per token, bursts of {}", r.requests_per_second, r.burst))
+        .unwrap_or_else(|| "off".into());
+    output::fields(
+        io.stdout,
+        &[
+            ("token prefix", policy.token_prefix.clone()),
+            (
+                "expiry",
+                if policy.require_expiry {
+                    "required".to_string()
+                } else {
+                    "optional (require_expiry = false)".to_string()
+                },
+            ),
+            ("max lifetime", policy.max_lifetime.clone()),
+            ("retention", format!("{} after revocation or expiry", policy.retention)),
+            ("rate limit", rate),
+            ("resource types", policy.resource_types.join(", ")),
+            ("management", policy.management_resources.join(", ")),
+        ],
+    )?;
+    writeln!(io.stdout)?;
+    use table::{Column, Fit, Table};
+    let mut t = Table::new(vec![
+        Column::new("ROLE", Fit::Keep),
+        Column::new("PERMISSIONS", Fit::Shrink),
+        Column::new("GRANTS", Fit::ShrinkOrDrop { drop: 1 }),
+    ]);
+    for (name, role) in &policy.roles {
+        t.row(vec![
+            name.clone(),
+            role.permissions.join(","),
+            role.grants.join(","),
+        ]);
+    }
+    t.write(io.stdout, if format == Output::Wide { None } else { io.terminal_width })?;
     Ok(exit::OK)
 }
 

@@ -6,7 +6,10 @@ use secrecy::{ExposeSecret, SecretString};
 use crate::client::Call;
 use crate::error::{Error, Result};
 use crate::tokens::{BoxFuture, follow_pages, into_future};
-use crate::{AuditEvent, Client, Page, ResourceRef, Token, VerifyRequest, VerifyResponse};
+use crate::{
+    AuditEvent, Client, Page, PolicyDocument, ResourceRef, Token, VerifyRequest, VerifyResponse,
+};
+use chrono::{DateTime, Utc};
 use std::future::IntoFuture;
 
 /// Builder for [`Client::verify`].
@@ -101,6 +104,8 @@ into_future!(Verify, VerifyResponse);
 pub struct Audit {
     client: Client,
     token_id: Option<String>,
+    actor: Option<String>,
+    since: Option<DateTime<Utc>>,
     limit: Option<u32>,
     page_token: Option<String>,
 }
@@ -114,6 +119,28 @@ impl Audit {
     /// ```
     pub fn token_id(mut self, id: impl Into<String>) -> Self {
         self.token_id = Some(id.into());
+        self
+    }
+
+    /// Only events caused by this token (its id).
+    ///
+    /// ```
+    /// # let client = tokenops_client::Client::builder("http://localhost:8080").build().unwrap();
+    /// let audit = client.audit().actor("tok_admin");
+    /// ```
+    pub fn actor(mut self, id: impl Into<String>) -> Self {
+        self.actor = Some(id.into());
+        self
+    }
+
+    /// Only events at or after this time.
+    ///
+    /// ```
+    /// # let client = tokenops_client::Client::builder("http://localhost:8080").build().unwrap();
+    /// let audit = client.audit().since(chrono::Utc::now() - chrono::Duration::hours(24));
+    /// ```
+    pub fn since(mut self, at: DateTime<Utc>) -> Self {
+        self.since = Some(at);
         self
     }
 
@@ -149,6 +176,8 @@ impl Audit {
     pub async fn send(self) -> Result<Page<AuditEvent>> {
         let call = Call::new("list_audit", Method::GET, &["v1", "audit"])
             .query("token_id", self.token_id)
+            .query("actor", self.actor)
+            .query("since", self.since.map(|t| t.to_rfc3339()))
             .query("limit", self.limit)
             .query("page_token", self.page_token);
         self.client.execute_json(call).await
@@ -212,9 +241,25 @@ impl Client {
         Audit {
             client: self.clone(),
             token_id: None,
+            actor: None,
+            since: None,
             limit: None,
             page_token: None,
         }
+    }
+
+    /// What this server allows: roles with their permissions and grants,
+    /// resource types, expiry rules. Any valid token may read it.
+    ///
+    /// ```no_run
+    /// # async fn run(client: tokenops_client::Client) -> tokenops_client::Result<()> {
+    /// let policy = client.policy().await?;
+    /// println!("roles: {:?}", policy.roles.keys().collect::<Vec<_>>());
+    /// # Ok(()) }
+    /// ```
+    pub async fn policy(&self) -> Result<PolicyDocument> {
+        self.execute_json(Call::new("get_policy", Method::GET, &["v1", "policy"]))
+            .await
     }
 
     /// Liveness: `Ok(())` when the server answers `/healthz` with 200. Made

@@ -307,6 +307,8 @@ into_future!(CreateToken, CreatedToken);
 pub struct ListTokens {
     client: Client,
     status: Option<TokenStatus>,
+    all_statuses: bool,
+    project: Option<String>,
     name: Option<String>,
     selector: Vec<String>,
     limit: Option<u32>,
@@ -322,6 +324,29 @@ impl ListTokens {
     /// ```
     pub fn status(mut self, status: TokenStatus) -> Self {
         self.status = Some(status);
+        self
+    }
+
+    /// Tokens in every state, revoked ones included (by default the server
+    /// lists active and expired tokens).
+    ///
+    /// ```
+    /// # let client = tokenops_client::Client::builder("http://localhost:8080").build().unwrap();
+    /// let list = client.list_tokens().all_statuses();
+    /// ```
+    pub fn all_statuses(mut self) -> Self {
+        self.all_statuses = true;
+        self
+    }
+
+    /// Only tokens of this project (organisation tokens list every project by default).
+    ///
+    /// ```
+    /// # let client = tokenops_client::Client::builder("http://localhost:8080").build().unwrap();
+    /// let list = client.list_tokens().project("payments");
+    /// ```
+    pub fn project(mut self, project: impl Into<String>) -> Self {
+        self.project = Some(project.into());
         self
     }
 
@@ -393,6 +418,8 @@ impl ListTokens {
         let selector = (!self.selector.is_empty()).then(|| self.selector.join(","));
         let call = Call::new("list_tokens", Method::GET, &["v1", "tokens"])
             .query("status", self.status)
+            .query("all", self.all_statuses.then_some(true))
+            .query("project", self.project)
             .query("name", self.name)
             .query("label", selector)
             .query("limit", self.limit)
@@ -711,6 +738,8 @@ impl Client {
         ListTokens {
             client: self.clone(),
             status: None,
+            all_statuses: false,
+            project: None,
             name: None,
             selector: Vec::new(),
             limit: None,
@@ -796,6 +825,30 @@ impl Client {
         .await
     }
 
+    /// Revokes one token `after` from now instead of at once: its expiry is
+    /// brought forward, so consumers keep working until then (an overlap, as
+    /// when a replacement is being rolled out).
+    ///
+    /// ```no_run
+    /// use std::time::Duration;
+    /// # async fn run(client: tokenops_client::Client) -> tokenops_client::Result<()> {
+    /// let token = client.revoke_token_after("tok_123", Duration::from_secs(3600)).await?;
+    /// println!("works until {:?}", token.expires_at);
+    /// # Ok(()) }
+    /// ```
+    pub async fn revoke_token_after(&self, id: &str, after: Duration) -> Result<Token> {
+        let body = crate::RevokeRequest {
+            after: Some(format_duration(after)),
+        };
+        let call = Call::new(
+            "revoke_token",
+            Method::POST,
+            &["v1", "tokens", id, "revoke"],
+        )
+        .json(&body)?;
+        self.execute_json(call).await
+    }
+
     /// Deletes a token permanently. A `404` answering a *repeated* attempt
     /// counts as success (an earlier attempt deleted it); a `404` on the first
     /// attempt is [`Error::NotFound`].
@@ -812,7 +865,9 @@ impl Client {
     }
 
     /// Revokes several tokens at once, by id or by label selector, and returns
-    /// how many active tokens this revoked.
+    /// how many active tokens this revoked, the ids that name no token, and the
+    /// tokens left alone (outside the caller's authority, or the caller itself
+    /// when a selector matched it).
     ///
     /// Repeating a bulk revoke is safe, but when an attempt's answer was lost
     /// and the call was retried, the count covers only the last attempt (the
@@ -822,11 +877,11 @@ impl Client {
     /// ```no_run
     /// use tokenops_client::BulkRevoke;
     /// # async fn run(client: tokenops_client::Client) -> tokenops_client::Result<()> {
-    /// let n = client.revoke_tokens(BulkRevoke::selector("team=web")).await?;
-    /// println!("revoked {n}");
+    /// let outcome = client.revoke_tokens(BulkRevoke::selector("team=web")).await?;
+    /// println!("revoked {}", outcome.revoked);
     /// # Ok(()) }
     /// ```
-    pub async fn revoke_tokens(&self, target: BulkRevoke) -> Result<u64> {
+    pub async fn revoke_tokens(&self, target: BulkRevoke) -> Result<BulkRevokeResponse> {
         let body = match target {
             BulkRevoke::Ids(ids) => BulkRevokeRequest {
                 ids: Some(ids),
@@ -839,8 +894,7 @@ impl Client {
         };
         let call =
             Call::new("bulk_revoke", Method::POST, &["v1", "tokens", "revoke"]).json(&body)?;
-        let reply: BulkRevokeResponse = self.execute_json(call).await?;
-        Ok(reply.revoked)
+        self.execute_json(call).await
     }
 }
 

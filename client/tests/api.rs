@@ -275,17 +275,20 @@ async fn listing_follows_pages_and_bulk_revoke_counts() {
     let n = client
         .revoke_tokens(BulkRevoke::selector("team=red"))
         .await
-        .unwrap();
+        .unwrap()
+        .revoked;
     assert_eq!(n, 3);
     let n = client
         .revoke_tokens(BulkRevoke::selector("team=red"))
         .await
-        .unwrap();
+        .unwrap()
+        .revoked;
     assert_eq!(n, 0, "only active tokens count");
     let n = client
         .revoke_tokens(BulkRevoke::ids([ids[3].clone(), ids[4].clone()]))
         .await
-        .unwrap();
+        .unwrap()
+        .revoked;
     assert_eq!(n, 2);
     let revoked = client
         .list_tokens()

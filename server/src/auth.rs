@@ -15,17 +15,16 @@ use crate::verify::{Checked, Credential};
 /// The token that made the request.
 pub struct Caller(pub Arc<Credential>);
 
-impl Caller {
-    /// 403 unless the caller holds `permission`.
-    pub fn require(&self, permission: &str) -> Result<(), ApiError> {
-        if self.0.allows(permission) {
-            Ok(())
-        } else {
-            Err(ApiError::forbidden(format!(
-                "this token lacks the permission {permission}"
-            )))
-        }
-    }
+/// Logs and counts a request whose credentials did not verify: the reason,
+/// method and route — never the presented value.
+fn failed(state: &AppState, parts: &Parts, reason: &'static str) {
+    state.metrics.authentication_failed(reason);
+    // The route template, not the path: a path may hold anything a client typed.
+    let route = parts
+        .extensions
+        .get::<axum::extract::MatchedPath>()
+        .map_or("(no route)", |m| m.as_str());
+    tracing::info!(reason, method = %parts.method, route, "authentication failed");
 }
 
 /// The presented value, from either header style.
@@ -49,6 +48,7 @@ impl FromRequestParts<AppState> for Caller {
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
         let Some(value) = presented_token(&parts.headers) else {
+            failed(state, parts, "missing");
             return Err(ApiError::unauthenticated(
                 "missing credentials: send the token as x-api-key or Authorization: Bearer",
             ));
@@ -56,12 +56,16 @@ impl FromRequestParts<AppState> for Caller {
         match state.verifier.check(value, now_us()).await? {
             Checked::Valid(cred) => Ok(Caller(cred)),
             Checked::RateLimited(_, secs) => Err(ApiError::rate_limited(secs)),
-            Checked::Invalid(code) => Err(ApiError::unauthenticated(match code {
-                VerifyCode::Malformed => "the token is malformed",
-                VerifyCode::Expired => "the token has expired",
-                VerifyCode::Revoked => "the token has been revoked",
-                _ => "the token is not known",
-            })),
+            Checked::Invalid(code) => {
+                let (reason, detail) = match code {
+                    VerifyCode::Malformed => ("malformed", "the token is malformed"),
+                    VerifyCode::Expired => ("expired", "the token has expired"),
+                    VerifyCode::Revoked => ("revoked", "the token has been revoked"),
+                    _ => ("unknown", "the token is not known"),
+                };
+                failed(state, parts, reason);
+                Err(ApiError::unauthenticated(detail))
+            }
         }
     }
 }

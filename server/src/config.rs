@@ -33,6 +33,66 @@ pub enum SqliteSync {
     Full,
 }
 
+/// A role: what its holders may do, and what more they may hand out.
+///
+/// In the policy file a role is a table `{ permissions = [...], grants = [...] }`,
+/// or — as before roles had grants — just the list of its permissions.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(from = "RoleSpec")]
+pub struct Role {
+    /// Product and management permissions a holder has.
+    pub permissions: Vec<String>,
+    /// Product permissions a holder may give to tokens it creates, beyond its own.
+    pub grants: Vec<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum RoleSpec {
+    Permissions(Vec<String>),
+    Full(FullRole),
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FullRole {
+    permissions: Vec<String>,
+    #[serde(default)]
+    grants: Vec<String>,
+}
+
+impl From<RoleSpec> for Role {
+    fn from(spec: RoleSpec) -> Role {
+        match spec {
+            RoleSpec::Permissions(permissions) => Role {
+                permissions,
+                grants: Vec::new(),
+            },
+            RoleSpec::Full(FullRole {
+                permissions,
+                grants,
+            }) => Role {
+                permissions,
+                grants,
+            },
+        }
+    }
+}
+
+impl Role {
+    fn new(permissions: &[&str], grants: &[&str]) -> Role {
+        Role {
+            permissions: permissions.iter().map(|p| p.to_string()).collect(),
+            grants: grants.iter().map(|p| p.to_string()).collect(),
+        }
+    }
+}
+
+/// The permissions that make a token an owner: every product permission and
+/// all of token management and audit. Owners are not held to their own
+/// remaining lifetime when they issue tokens.
+pub const OWNER_PERMISSIONS: [&str; 3] = ["*", "tokens:*", "audit:read"];
+
 /// The policy every token request is checked against.
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
@@ -43,8 +103,8 @@ pub struct Policy {
     pub require_expiry: bool,
     /// Longest lifetime a token may be given.
     pub max_lifetime: GoDuration,
-    /// Role name → permission patterns.
-    pub roles: BTreeMap<String, Vec<String>>,
+    /// Role name → what it may do and hand out.
+    pub roles: BTreeMap<String, Role>,
     /// Resource types tokens may be limited to.
     pub resource_types: Vec<String>,
     /// Per-token request rate limit; off when absent.
@@ -66,18 +126,24 @@ pub struct Policy {
     pub hash_key: Option<String>,
     /// SQLite durability (`normal` or `full`).
     pub sqlite_synchronous: SqliteSync,
+    /// How long revoked and expired tokens are kept before they are deleted
+    /// (their audit events stay).
+    pub retention: GoDuration,
 }
 
 impl Default for Policy {
     fn default() -> Self {
         let roles = [
-            ("owner", vec!["*"]),
-            ("read-only", vec!["*:read"]),
-            ("accounting", vec!["billing:read", "usage:read"]),
-            ("token-admin", vec!["tokens:*"]),
+            ("owner", Role::new(&OWNER_PERMISSIONS, &[])),
+            ("token-admin", Role::new(&["tokens:*"], &["*"])),
+            ("read-only", Role::new(&["*:read"], &[])),
+            (
+                "accounting",
+                Role::new(&["billing:read", "usage:read"], &[]),
+            ),
         ]
         .into_iter()
-        .map(|(k, v)| (k.to_string(), v.into_iter().map(String::from).collect()))
+        .map(|(k, v)| (k.to_string(), v))
         .collect();
         Policy {
             token_prefix: tokenops_types::secret::DEFAULT_PREFIX.to_string(),
@@ -95,6 +161,7 @@ impl Default for Policy {
             cache_ttl: GoDuration(Duration::from_secs(60)),
             hash_key: None,
             sqlite_synchronous: SqliteSync::Normal,
+            retention: GoDuration(Duration::from_secs(30 * 86_400)),
         }
     }
 }
@@ -123,12 +190,29 @@ impl Policy {
         if self.max_lifetime.0.is_zero() {
             bail!("max_lifetime: must be greater than zero");
         }
-        for (role, perms) in &self.roles {
-            for p in perms {
+        for (name, role) in &self.roles {
+            for p in &role.permissions {
                 if tokenops_types::permission::parse(p).is_err() {
-                    bail!("roles.{role}: {p:?} is not a permission pattern <resource>:<action>");
+                    bail!(
+                        "roles.{name}.permissions: {p:?} is not a permission pattern <resource>:<action>"
+                    );
                 }
             }
+            for p in &role.grants {
+                if tokenops_types::permission::parse(p).is_err() {
+                    bail!(
+                        "roles.{name}.grants: {p:?} is not a permission pattern <resource>:<action>"
+                    );
+                }
+                if tokenops_types::permission::is_management(p) {
+                    bail!(
+                        "roles.{name}.grants: {p:?} is a management permission; grants hold product permissions only (give management permissions in `permissions`)"
+                    );
+                }
+            }
+        }
+        if self.retention.0.is_zero() {
+            bail!("retention: must be greater than zero");
         }
         for t in &self.resource_types {
             if t.is_empty()
@@ -157,7 +241,7 @@ impl Policy {
     pub fn effective_permissions(&self, role: Option<&str>, scopes: &[String]) -> Vec<String> {
         let mut out: Vec<String> = role
             .and_then(|r| self.roles.get(r))
-            .cloned()
+            .map(|r| r.permissions.clone())
             .unwrap_or_default();
         for s in scopes {
             if !out.contains(s) {
@@ -165,6 +249,97 @@ impl Policy {
             }
         }
         out
+    }
+}
+
+impl Policy {
+    /// What a holder of `role` may hand out beyond its own permissions.
+    pub fn grants(&self, role: Option<&str>) -> Vec<String> {
+        role.and_then(|r| self.roles.get(r))
+            .map(|r| r.grants.clone())
+            .unwrap_or_default()
+    }
+
+    /// Settings that load but probably do not mean what they say, in words
+    /// for the log (a policy file written before management permissions
+    /// were kept apart from product permissions).
+    pub fn warnings(&self) -> Vec<String> {
+        self.roles
+            .iter()
+            .filter(|(_, r)| {
+                r.permissions.iter().any(|p| p == "*" || p == "*:*")
+                    && !r
+                        .permissions
+                        .iter()
+                        .any(|p| tokenops_types::permission::is_management(p))
+            })
+            .map(|(name, _)| {
+                format!(
+                    "role {name}: \"*\" does not include managing tokens or reading the audit log; \
+                     add \"tokens:*\" and \"audit:read\" to its permissions if its holders should"
+                )
+            })
+            .collect()
+    }
+
+    /// One line describing the active policy, logged at start.
+    pub fn summary(&self) -> String {
+        let roles: Vec<&str> = self.roles.keys().map(String::as_str).collect();
+        format!(
+            "expiry {}, max lifetime {}, retention {}, roles [{}], resource types [{}], rate limit {}",
+            if self.require_expiry {
+                "required (require_expiry = false allows tokens without expiry)"
+            } else {
+                "optional"
+            },
+            tokenops_types::format_duration(self.max_lifetime.0),
+            tokenops_types::format_duration(self.retention.0),
+            roles.join(", "),
+            self.resource_types.join(", "),
+            match &self.rate_limit {
+                Some(rl) => format!(
+                    "{}/s burst {}",
+                    rl.requests_per_second,
+                    rl.burst.unwrap_or(rl.requests_per_second)
+                ),
+                None => "off".to_string(),
+            }
+        )
+    }
+
+    /// The policy as `GET /v1/policy` shows it.
+    pub fn document(&self) -> tokenops_types::PolicyDocument {
+        tokenops_types::PolicyDocument {
+            roles: self
+                .roles
+                .iter()
+                .map(|(name, r)| {
+                    (
+                        name.clone(),
+                        tokenops_types::RoleDefinition {
+                            permissions: r.permissions.clone(),
+                            grants: r.grants.clone(),
+                        },
+                    )
+                })
+                .collect(),
+            resource_types: self.resource_types.clone(),
+            require_expiry: self.require_expiry,
+            max_lifetime: tokenops_types::format_duration(self.max_lifetime.0),
+            retention: tokenops_types::format_duration(self.retention.0),
+            token_prefix: self.token_prefix.clone(),
+            rate_limit: self
+                .rate_limit
+                .as_ref()
+                .map(|rl| tokenops_types::RateLimitDocument {
+                    requests_per_second: rl.requests_per_second,
+                    burst: rl.burst.unwrap_or(rl.requests_per_second),
+                }),
+            management_resources: tokenops_types::permission::MANAGEMENT_RESOURCES
+                .iter()
+                .map(|r| r.to_string())
+                .collect(),
+        }
     }
 }
 
@@ -212,5 +387,27 @@ mod tests {
             .to_string();
         assert!(err.contains("roles.x"), "{err}");
         assert!(Policy::from_toml("unknown_setting = 1").is_err());
+    }
+
+    #[test]
+    fn roles_are_tables_with_grants_or_plain_permission_lists() {
+        let p = Policy::from_toml(
+            "[roles]\nold-owner = [\"*\"]\nbot = { permissions = [\"tokens:*\"], grants = [\"billing:*\"] }\n",
+        )
+        .unwrap();
+        assert_eq!(p.roles["old-owner"].permissions, ["*"]);
+        assert!(p.roles["old-owner"].grants.is_empty());
+        assert_eq!(p.roles["bot"].grants, ["billing:*"]);
+        let warnings = p.warnings();
+        assert_eq!(warnings.len(), 1, "{warnings:?}");
+        assert!(warnings[0].contains("old-owner"), "{warnings:?}");
+        let err = Policy::from_toml("[roles]\nbot = { permissions = [], grants = [\"tokens:*\"] }")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("roles.bot.grants"), "{err}");
+        let defaults = Policy::default();
+        assert!(defaults.warnings().is_empty());
+        assert_eq!(defaults.grants(Some("token-admin")), ["*"]);
+        assert!(defaults.summary().contains("require_expiry = false"));
     }
 }

@@ -65,11 +65,26 @@ pub fn json_error(err: serde_path_to_error::Error<serde_json::Error>) -> ApiErro
             let msg = inner.to_string();
             let msg = msg.split(" at line ").next().unwrap_or(&msg).to_string();
             if msg.starts_with("unknown field") {
+                // The unknown name is never quoted back (it may be a value
+                // pasted in the wrong place); the expected names are ours.
                 let name = backticked(&msg).unwrap_or("?");
+                let parent = path
+                    .strip_suffix(name)
+                    .map(|p| p.trim_end_matches('.'))
+                    .unwrap_or(&path);
+                let field = if parent.is_empty() || parent == "." {
+                    "body".to_string()
+                } else {
+                    parent.to_string()
+                };
+                let expected = msg
+                    .split_once("expected ")
+                    .map(|(_, e)| e.replace('`', ""))
+                    .unwrap_or_else(|| "no fields here".to_string());
                 ApiError::field(
                     codes::UNKNOWN_FIELD,
-                    join_path(&path, name),
-                    format!("unknown field {name:?}"),
+                    field.clone(),
+                    format!("{field} has a field this API does not know; expected {expected}"),
                 )
             } else if msg.starts_with("missing field") {
                 let name = backticked(&msg).unwrap_or("?");
@@ -133,6 +148,25 @@ impl<T: DeserializeOwned> FromRequest<AppState> for ApiJson<T> {
                 }
             }
         }
+    }
+}
+
+/// An optional JSON body: absent when the request has no body and no
+/// content type (e.g. `POST …/revoke` without options).
+impl<T: DeserializeOwned> axum::extract::OptionalFromRequest<AppState> for ApiJson<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &AppState) -> Result<Option<Self>, Self::Rejection> {
+        let empty = req
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .is_some_and(|l| l.as_bytes() == b"0");
+        if empty || req.headers().get(header::CONTENT_TYPE).is_none() {
+            return Ok(None);
+        }
+        <ApiJson<T> as FromRequest<AppState>>::from_request(req, state)
+            .await
+            .map(Some)
     }
 }
 

@@ -7,6 +7,7 @@
 
 pub mod api;
 pub mod auth;
+pub mod authority;
 pub mod config;
 pub mod error;
 pub mod extract;
@@ -14,6 +15,7 @@ pub mod metrics;
 pub mod notify;
 pub mod openapi;
 pub mod serve;
+pub mod service;
 pub mod state;
 pub mod store;
 pub mod validate;
@@ -35,13 +37,14 @@ pub use state::AppState;
 use store::{NewAudit, Store, TokenRow};
 
 /// Every route template the server serves (also the `route` label of its metrics).
-pub const ROUTES: [&str; 12] = [
+pub const ROUTES: [&str; 13] = [
     "/v1/tokens",
     "/v1/tokens/revoke",
     "/v1/tokens/{id}",
     "/v1/tokens/{id}/regenerate",
     "/v1/tokens/{id}/revoke",
     "/v1/whoami",
+    "/v1/policy",
     "/v1/verify",
     "/v1/audit",
     "/openapi.json",
@@ -60,6 +63,7 @@ pub fn app(state: AppState) -> Router {
         regenerate,
         revoke,
         whoami,
+        policy_route,
         verify,
         audit,
         openapi_json,
@@ -79,6 +83,7 @@ pub fn app(state: AppState) -> Router {
         .route(regenerate, post(api::regenerate_token))
         .route(revoke, post(api::revoke_token))
         .route(whoami, get(api::whoami))
+        .route(policy_route, get(api::policy))
         .route(verify, post(api::verify))
         .route(audit, get(api::audit_log))
         .route(openapi_json, get(openapi::serve_document))
@@ -175,6 +180,17 @@ pub async fn run(
             }
         }
     });
+    let retention = every(RETENTION_SWEEP, {
+        let state = state.clone();
+        move || {
+            let state = state.clone();
+            async move {
+                if let Err(e) = service::purge_ended(&state).await {
+                    tracing::warn!(error = %e, "could not delete tokens past their retention; will retry");
+                }
+            }
+        }
+    });
     let revalidator = every(state.verifier.revalidate_every(), {
         let state = state.clone();
         move || {
@@ -197,6 +213,7 @@ pub async fn run(
     };
     flusher.abort();
     revalidator.abort();
+    retention.abort();
     let flushed = state.verifier.flush_last_used().await;
     if let Err(e) = &flushed {
         tracing::error!(error = %e, "could not write last-used times at shutdown");
@@ -210,6 +227,9 @@ pub async fn run(
     drained?;
     flushed.map(|_| ())
 }
+
+/// How often tokens past their retention are looked for.
+const RETENTION_SWEEP: Duration = Duration::from_secs(3600);
 
 /// Runs `task` every `period` (the first time at once) until aborted; a run
 /// that overruns delays the next instead of bunching them up.
@@ -267,7 +287,8 @@ pub async fn bootstrap(
     opts: &BootstrapOptions,
 ) -> anyhow::Result<String> {
     policy.check()?;
-    validate::project(&opts.project).map_err(|e| anyhow::anyhow!("--project: {}", e.detail))?;
+    validate::project_of_new_token(&opts.project, true)
+        .map_err(|e| anyhow::anyhow!("--project: {}", e.detail))?;
     validate::name("name", &opts.name).map_err(|e| anyhow::anyhow!("--name: {}", e.detail))?;
     let lifetime = opts.lifetime.unwrap_or(policy.max_lifetime.0);
     if lifetime > policy.max_lifetime.0 || lifetime.is_zero() {
@@ -277,14 +298,23 @@ pub async fn bootstrap(
         );
     }
     let store = Store::connect(database, policy.sqlite_synchronous).await?;
-    let (role, scopes) = if policy
-        .roles
-        .get("owner")
-        .is_some_and(|p| p.iter().any(|p| p == "*"))
-    {
+    // The bootstrap token is an owner: the `owner` role when the policy's
+    // role holds every owner permission, otherwise those permissions as scopes.
+    let owner_role_complete = policy.roles.get("owner").is_some_and(|r| {
+        config::OWNER_PERMISSIONS.iter().all(|p| {
+            tokenops_types::permission::any_allows(r.permissions.iter().map(String::as_str), p)
+        })
+    });
+    let (role, scopes) = if owner_role_complete {
         (Some("owner".to_string()), vec![])
     } else {
-        (None, vec!["*".to_string()])
+        (
+            None,
+            config::OWNER_PERMISSIONS
+                .iter()
+                .map(|p| p.to_string())
+                .collect(),
+        )
     };
     let value = tokenops_types::secret::generate(&policy.token_prefix);
     let now = store::now_us();
@@ -303,6 +333,7 @@ pub async fn bootstrap(
         secret_hash: hex::encode(verify::hash_value(policy.hash_key.as_deref(), &value)),
         masked: tokenops_types::secret::mask(&value),
         prev_hash: None,
+        prev_masked: None,
         prev_valid_until: None,
         lifetime_us: Some(lifetime_us),
         expires_at: Some(now + lifetime_us),

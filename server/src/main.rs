@@ -133,6 +133,10 @@ async fn serve(
     let http_threads =
         http_threads.map_or_else(tokenops_server::serve::default_threads, usize::from);
     tracing::info!(%addr, http_threads, database = %tokenops_server::store::redact_url(&common.database), "tokenops-server listening");
+    tracing::info!(policy = %policy.summary(), source = %common.config.as_ref().map_or("defaults".to_string(), |p| p.display().to_string()), "active policy");
+    for warning in policy.warnings() {
+        tracing::warn!("policy: {warning}");
+    }
     let state = tokenops_server::AppState::new(store, policy);
     tokenops_server::run(listener, state, http_threads, shutdown_signal()).await?;
     tracing::info!("stopped");

@@ -37,12 +37,21 @@ pub struct ActionLabels {
     pub action: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReasonLabels {
+    pub reason: &'static str,
+}
+
 pub struct Metrics {
     pub registry: Registry,
     pub requests: Family<RequestLabels, Counter>,
     pub latency: Family<RouteLabels, Histogram>,
     pub verifications: Family<CodeLabels, Counter>,
     pub token_changes: Family<ActionLabels, Counter>,
+    /// Requests to the API whose credentials did not verify, by reason.
+    pub authentication_failures: Family<ReasonLabels, Counter>,
+    /// Management actions refused by the authority check, by action.
+    pub refused_actions: Family<ActionLabels, Counter>,
     pub cache_entries: Gauge,
     pub last_used_pending: Gauge,
     /// One counter per verification code, resolved once (the verify path allocates nothing for metrics).
@@ -78,6 +87,18 @@ impl Metrics {
             "Token changes by action",
             token_changes.clone(),
         );
+        let authentication_failures = Family::<ReasonLabels, Counter>::default();
+        registry.register(
+            "authentication_failures",
+            "API requests whose credentials did not verify, by reason",
+            authentication_failures.clone(),
+        );
+        let refused_actions = Family::<ActionLabels, Counter>::default();
+        registry.register(
+            "refused_actions",
+            "Management actions refused by the authority check, by action",
+            refused_actions.clone(),
+        );
         let cache_entries = Gauge::default();
         registry.register(
             "verify_cache_entries",
@@ -108,6 +129,8 @@ impl Metrics {
             latency,
             verifications,
             token_changes,
+            authentication_failures,
+            refused_actions,
             cache_entries,
             last_used_pending,
             verify_by_code,
@@ -120,6 +143,22 @@ impl Metrics {
                 action: action.to_string(),
             })
             .inc_by(n);
+    }
+
+    /// Counts an API request whose credentials did not verify.
+    pub fn authentication_failed(&self, reason: &'static str) {
+        self.authentication_failures
+            .get_or_create(&ReasonLabels { reason })
+            .inc();
+    }
+
+    /// Counts a management action the authority check refused.
+    pub fn refused(&self, action: &str) {
+        self.refused_actions
+            .get_or_create(&ActionLabels {
+                action: action.to_string(),
+            })
+            .inc();
     }
 
     /// Counts one verification outcome.

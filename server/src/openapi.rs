@@ -27,14 +27,14 @@ impl Modify for Security {
     info(title = "tokenops", description = "Named, scoped, expiring API tokens managed as code."),
     paths(
         api::create_token, api::list_tokens, api::get_token, api::update_token, api::regenerate_token,
-        api::revoke_token, api::delete_token, api::bulk_revoke, api::whoami, api::verify, api::audit_log,
+        api::revoke_token, api::delete_token, api::bulk_revoke, api::whoami, api::policy, api::verify, api::audit_log,
         api::healthz, api::readyz, api::metrics,
     ),
     components(schemas(
         tokenops_types::Token, tokenops_types::TokenStatus, tokenops_types::Resources, tokenops_types::AllResources,
         tokenops_types::ResourceRef, tokenops_types::CreateTokenRequest, tokenops_types::TokenWithSecret,
         tokenops_types::UpdateTokenRequest, tokenops_types::RegenerateRequest, tokenops_types::BulkRevokeRequest,
-        tokenops_types::BulkRevokeResponse, tokenops_types::VerifyRequest, tokenops_types::VerifyResponse,
+        tokenops_types::BulkRevokeResponse, tokenops_types::RevokeRequest, tokenops_types::PolicyDocument, tokenops_types::RoleDefinition, tokenops_types::RateLimitDocument, tokenops_types::VerifyRequest, tokenops_types::VerifyResponse,
         tokenops_types::VerifyCode, tokenops_types::VerifiedToken, tokenops_types::AuditEvent,
         tokenops_types::Problem, tokenops_types::Page<tokenops_types::Token>, tokenops_types::Page<tokenops_types::AuditEvent>,
     )),

@@ -39,6 +39,8 @@ pub struct TokenRow {
     pub secret_hash: String,
     pub masked: String,
     pub prev_hash: Option<String>,
+    /// The masked form of the previous value.
+    pub prev_masked: Option<String>,
     pub prev_valid_until: Option<i64>,
     pub lifetime_us: Option<i64>,
     pub expires_at: Option<i64>,
@@ -67,9 +69,23 @@ pub struct NewAudit {
 /// Filters of a token list.
 #[derive(Debug, Clone, Default)]
 pub struct ListFilter {
+    /// One state; without it, active and expired tokens (and revoked ones
+    /// too when `include_revoked`).
     pub status: Option<tokenops_types::TokenStatus>,
+    pub include_revoked: bool,
     pub name: Option<String>,
     pub labels: Vec<(String, String)>,
+    /// Only tokens that expire before this time (µs) — and have not yet.
+    pub expiring_before: Option<i64>,
+}
+
+/// Filters of the audit log.
+#[derive(Debug, Clone, Default)]
+pub struct AuditFilter {
+    pub token_id: Option<String>,
+    pub actor: Option<String>,
+    /// Only events at or after this time (µs).
+    pub since: Option<i64>,
 }
 
 /// A position in a list ordered by `(created_at, id)`.
@@ -128,7 +144,7 @@ pub struct Store {
 }
 
 const COLUMNS: &str = "id, project, name, description, role, scopes, resources, labels, secret_hash, masked, \
-    prev_hash, prev_valid_until, lifetime_us, expires_at, revoked_at, created_at, updated_at, last_used_at, \
+    prev_hash, prev_masked, prev_valid_until, lifetime_us, expires_at, revoked_at, created_at, updated_at, last_used_at, \
     regenerated_at, generation, create_key, create_digest, regen_key, regen_digest";
 
 fn row_to_token(row: &AnyRow) -> anyhow::Result<TokenRow> {
@@ -147,6 +163,7 @@ fn row_to_token(row: &AnyRow) -> anyhow::Result<TokenRow> {
         secret_hash: row.try_get("secret_hash")?,
         masked: row.try_get("masked")?,
         prev_hash: row.try_get("prev_hash")?,
+        prev_masked: row.try_get("prev_masked")?,
         prev_valid_until: row.try_get("prev_valid_until")?,
         lifetime_us: row.try_get("lifetime_us")?,
         expires_at: row.try_get("expires_at")?,
@@ -288,7 +305,7 @@ impl Store {
         let _turn = self.write_turn().await;
         let mut tx = self.begin().await?;
         let res = sqlx::query(&format!(
-            "INSERT INTO tokens ({COLUMNS}) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17,$18,$19,$20,$21,$22,$23,$24)"
+            "INSERT INTO tokens ({COLUMNS}) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17,$18,$19,$20,$21,$22,$23,$24,$25)"
         ))
         .bind(&row.id)
         .bind(&row.project)
@@ -301,6 +318,7 @@ impl Store {
         .bind(&row.secret_hash)
         .bind(&row.masked)
         .bind(&row.prev_hash)
+        .bind(&row.prev_masked)
         .bind(row.prev_valid_until)
         .bind(row.lifetime_us)
         .bind(row.expires_at)
@@ -433,6 +451,15 @@ impl Store {
         row.as_ref().map(row_to_token).transpose()
     }
 
+    /// One token of any project (the caller's authority decides whether it may see it).
+    pub async fn get_by_id(&self, id: &str) -> anyhow::Result<Option<TokenRow>> {
+        let row = sqlx::query(&format!("SELECT {COLUMNS} FROM tokens WHERE id = $1"))
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(row_to_token).transpose()
+    }
+
     /// The token whose current or previous value hashes to `hash`.
     pub async fn find_by_hash(&self, hash: &str) -> anyhow::Result<Option<TokenRow>> {
         let row = sqlx::query(&format!(
@@ -478,10 +505,11 @@ impl Store {
         Ok(n <= SELECTIVE_LABEL_ROWS)
     }
 
-    /// One page of a project's tokens ordered by creation, after `cursor`.
+    /// One page of a project's tokens (or every project's, with `None`)
+    /// ordered by creation, after `cursor`.
     pub async fn list(
         &self,
-        project: &str,
+        project: Option<&str>,
         filter: &ListFilter,
         after: Option<&Cursor>,
         limit: u32,
@@ -502,15 +530,19 @@ impl Store {
             }
         }
         let driving = driving_at.map(|i| &filter.labels[i]);
+        // `COALESCE($1, t.project)`: a NULL project (organisation tokens) matches every project.
         let mut sql = match driving {
             Some(_) => format!(
                 "SELECT {} FROM token_labels d CROSS JOIN tokens t \
-                 WHERE d.key = $2 AND d.value = $3 AND t.id = d.token_id AND t.project = $1",
+                 WHERE d.key = $2 AND d.value = $3 AND t.id = d.token_id AND t.project = COALESCE($1, t.project)",
                 qualified_columns("t")
             ),
-            None => format!("SELECT {COLUMNS} FROM tokens t WHERE t.project = $1"),
+            None if project.is_some() => {
+                format!("SELECT {COLUMNS} FROM tokens t WHERE t.project = $1")
+            }
+            None => format!("SELECT {COLUMNS} FROM tokens t WHERE $1 IS NULL"),
         };
-        let mut binds: Vec<Bind> = vec![Bind::Text(project.to_string())];
+        let mut binds: Vec<Bind> = vec![Bind::OptText(project.map(str::to_string))];
         let mut n = 1;
         if let Some((k, v)) = driving {
             binds.push(Bind::Text(k.clone()));
@@ -532,6 +564,16 @@ impl Store {
                 Revoked => format!(" AND t.revoked_at IS NOT NULL AND {p} = {p}"),
             });
             binds.push(Bind::Int(now));
+        } else if !filter.include_revoked {
+            sql.push_str(" AND t.revoked_at IS NULL");
+        }
+        if let Some(before) = filter.expiring_before {
+            let (p1, p2) = (next(), next());
+            sql.push_str(&format!(
+                " AND t.revoked_at IS NULL AND t.expires_at > {p1} AND t.expires_at <= {p2}"
+            ));
+            binds.push(Bind::Int(now));
+            binds.push(Bind::Int(before));
         }
         if let Some(name) = &filter.name {
             sql.push_str(&format!(" AND t.name = {}", next()));
@@ -561,14 +603,9 @@ impl Store {
         }
         sql.push_str(&format!(" ORDER BY t.created_at, t.id LIMIT {}", next()));
         binds.push(Bind::Int(i64::from(limit)));
-        let mut q = sqlx::query(&sql);
-        for b in binds {
-            q = match b {
-                Bind::Text(s) => q.bind(s),
-                Bind::Int(i) => q.bind(i),
-            };
-        }
-        let rows = q.fetch_all(&self.pool).await?;
+        let rows = bind_all(sqlx::query(&sql), binds)
+            .fetch_all(&self.pool)
+            .await?;
         rows.iter().map(row_to_token).collect()
     }
 
@@ -640,7 +677,7 @@ impl Store {
         } else {
             sqlx::query(
                 "UPDATE tokens SET prev_hash = CASE WHEN $1 = 1 THEN secret_hash ELSE NULL END, \
-                 prev_valid_until = $2, secret_hash = $3, masked = $4, expires_at = $5, lifetime_us = $6, \
+                 prev_masked = CASE WHEN $1 = 1 THEN masked ELSE NULL END, prev_valid_until = $2, secret_hash = $3, masked = $4, expires_at = $5, lifetime_us = $6, \
                  regenerated_at = $7, updated_at = $7, generation = generation + 1, regen_key = $8, regen_digest = $9 \
                  WHERE id = $10 AND project = $11 AND revoked_at IS NULL",
             )
@@ -675,7 +712,7 @@ impl Store {
         let _turn = self.write_turn().await;
         let mut tx = self.begin().await?;
         let changed = sqlx::query(
-            "UPDATE tokens SET revoked_at = $1, updated_at = $1, prev_hash = NULL, prev_valid_until = NULL \
+            "UPDATE tokens SET revoked_at = $1, updated_at = $1, prev_hash = NULL, prev_masked = NULL, prev_valid_until = NULL \
              WHERE id = $2 AND project = $3 AND revoked_at IS NULL",
         )
         .bind(now)
@@ -720,70 +757,96 @@ impl Store {
         Ok(true)
     }
 
-    /// Revokes the active tokens of a project among `ids` or matching `labels`.
-    /// Returns the ids revoked.
-    pub async fn bulk_revoke(
+    /// Brings a token's expiry forward to `at` (revoke later, for an
+    /// overlap); a token that ends sooner keeps its own end. The previous
+    /// value's grace ends by then too. Returns the row, or `None` if there is
+    /// no active token with that id.
+    pub async fn expire_early(
         &self,
         project: &str,
-        ids: Option<&[String]>,
-        labels: &[(String, String)],
+        id: &str,
+        at: i64,
+        audit: NewAudit,
+    ) -> anyhow::Result<Option<TokenRow>> {
+        let now = now_us();
+        let _turn = self.write_turn().await;
+        let mut tx = self.begin().await?;
+        let changed = sqlx::query(
+            "UPDATE tokens SET expires_at = CASE WHEN expires_at IS NULL OR expires_at > $1 THEN $1 ELSE expires_at END, \
+             prev_valid_until = CASE WHEN prev_valid_until > $1 THEN $1 ELSE prev_valid_until END, updated_at = $2 \
+             WHERE id = $3 AND project = $4 AND revoked_at IS NULL",
+        )
+        .bind(at)
+        .bind(now)
+        .bind(id)
+        .bind(project)
+        .execute(&mut *tx)
+        .await?;
+        if changed.rows_affected() == 0 {
+            return Ok(None);
+        }
+        Self::audit_and_commit(tx, &audit, now, id).await.map(Some)
+    }
+
+    /// Revokes these tokens (each id with its project, already authorised)
+    /// in one transaction; each revocation is audited in the token's project.
+    /// Returns the ids that were active and are now revoked.
+    pub async fn revoke_many(
+        &self,
+        targets: &[(String, String)],
         actor: &str,
+        detail: serde_json::Value,
     ) -> anyhow::Result<Vec<String>> {
         let now = now_us();
         let _turn = self.write_turn().await;
         let mut tx = self.begin().await?;
-        let mut targets: Vec<String> = Vec::new();
-        if let Some(ids) = ids {
-            for id in ids {
-                let r = sqlx::query(
-                    "UPDATE tokens SET revoked_at = $1, updated_at = $1, prev_hash = NULL, prev_valid_until = NULL \
-                     WHERE id = $2 AND project = $3 AND revoked_at IS NULL",
-                )
-                .bind(now)
-                .bind(id)
-                .bind(project)
-                .execute(&mut *tx)
-                .await?;
-                if r.rows_affected() > 0 {
-                    targets.push(id.clone());
-                }
+        let mut revoked: Vec<String> = Vec::new();
+        for (id, project) in targets {
+            let r = sqlx::query(
+                "UPDATE tokens SET revoked_at = $1, updated_at = $1, prev_hash = NULL, prev_masked = NULL, prev_valid_until = NULL \
+                 WHERE id = $2 AND project = $3 AND revoked_at IS NULL",
+            )
+            .bind(now)
+            .bind(id)
+            .bind(project)
+            .execute(&mut *tx)
+            .await?;
+            if r.rows_affected() > 0 {
+                let audit = NewAudit {
+                    project: project.clone(),
+                    actor: actor.to_string(),
+                    action: "token.revoke",
+                    token_id: Some(id.clone()),
+                    detail: detail.clone(),
+                };
+                Self::write_audit(&mut tx, &audit, now).await?;
+                revoked.push(id.clone());
             }
-        } else {
-            let mut sql = String::from(
-                "UPDATE tokens SET revoked_at = $1, updated_at = $1, prev_hash = NULL, prev_valid_until = NULL \
-                 WHERE project = $2 AND revoked_at IS NULL",
-            );
-            let mut n = 2;
-            for _ in labels {
-                sql.push_str(&format!(
-                    " AND id IN (SELECT token_id FROM token_labels WHERE key = ${} AND value = ${})",
-                    n + 1,
-                    n + 2
-                ));
-                n += 2;
-            }
-            sql.push_str(" RETURNING id");
-            let mut q = sqlx::query(&sql).bind(now).bind(project);
-            for (k, v) in labels {
-                q = q.bind(k).bind(v);
-            }
-            let rows = q.fetch_all(&mut *tx).await?;
-            for r in rows {
-                targets.push(r.try_get("id")?);
-            }
-        }
-        for id in &targets {
-            let audit = NewAudit {
-                project: project.to_string(),
-                actor: actor.to_string(),
-                action: "token.revoke",
-                token_id: Some(id.clone()),
-                detail: serde_json::json!({"bulk": true}),
-            };
-            Self::write_audit(&mut tx, &audit, now).await?;
         }
         tx.commit().await?;
-        Ok(targets)
+        Ok(revoked)
+    }
+
+    /// Deletes the tokens that ended (were revoked, or expired) before
+    /// `before` (µs), with their labels; their audit events stay. Returns how
+    /// many were deleted.
+    pub async fn purge_ended(&self, before: i64) -> anyhow::Result<u64> {
+        let _turn = self.write_turn().await;
+        let mut tx = self.begin().await?;
+        let ended = "SELECT id FROM tokens WHERE (revoked_at IS NOT NULL AND revoked_at < $1) \
+                     OR (revoked_at IS NULL AND expires_at < $1)";
+        sqlx::query(&format!(
+            "DELETE FROM token_labels WHERE token_id IN ({ended})"
+        ))
+        .bind(before)
+        .execute(&mut *tx)
+        .await?;
+        let deleted = sqlx::query(&format!("DELETE FROM tokens WHERE id IN ({ended})"))
+            .bind(before)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(deleted.rows_affected())
     }
 
     /// Writes coalesced last-used times in one transaction, many tokens per
@@ -815,39 +878,49 @@ impl Store {
         Ok(())
     }
 
-    /// One page of a project's audit log, oldest first.
+    /// One page of a project's audit log (or every project's, with `None`),
+    /// newest first, after `cursor`.
     pub async fn audit_list(
         &self,
-        project: &str,
-        token_id: Option<&str>,
+        project: Option<&str>,
+        filter: &AuditFilter,
         after: Option<&Cursor>,
         limit: u32,
     ) -> anyhow::Result<Vec<AuditEvent>> {
         let mut sql = String::from(
-            "SELECT id, at, project, actor, action, token_id, detail FROM audit_events WHERE project = $1",
+            "SELECT id, at, project, actor, action, token_id, detail FROM audit_events WHERE 1 = 1",
         );
-        let mut binds: Vec<Bind> = vec![Bind::Text(project.to_string())];
-        if let Some(t) = token_id {
-            binds.push(Bind::Text(t.to_string()));
-            sql.push_str(&format!(" AND token_id = ${}", binds.len()));
+        let mut binds: Vec<Bind> = Vec::new();
+        let push = |binds: &mut Vec<Bind>, b: Bind| {
+            binds.push(b);
+            format!("${}", binds.len())
+        };
+        if let Some(p) = project {
+            let p = push(&mut binds, Bind::Text(p.to_string()));
+            sql.push_str(&format!(" AND project = {p}"));
+        }
+        if let Some(t) = &filter.token_id {
+            let p = push(&mut binds, Bind::Text(t.clone()));
+            sql.push_str(&format!(" AND token_id = {p}"));
+        }
+        if let Some(a) = &filter.actor {
+            let p = push(&mut binds, Bind::Text(a.clone()));
+            sql.push_str(&format!(" AND actor = {p}"));
+        }
+        if let Some(since) = filter.since {
+            let p = push(&mut binds, Bind::Int(since));
+            sql.push_str(&format!(" AND at >= {p}"));
         }
         if let Some((at, id)) = after {
-            binds.push(Bind::Int(*at));
-            let p1 = binds.len();
-            binds.push(Bind::Text(id.clone()));
-            let p2 = binds.len();
-            sql.push_str(&format!(" AND (at > ${p1} OR (at = ${p1} AND id > ${p2}))"));
+            let p1 = push(&mut binds, Bind::Int(*at));
+            let p2 = push(&mut binds, Bind::Text(id.clone()));
+            sql.push_str(&format!(" AND (at < {p1} OR (at = {p1} AND id < {p2}))"));
         }
-        binds.push(Bind::Int(i64::from(limit)));
-        sql.push_str(&format!(" ORDER BY at, id LIMIT ${}", binds.len()));
-        let mut q = sqlx::query(&sql);
-        for b in binds {
-            q = match b {
-                Bind::Text(s) => q.bind(s),
-                Bind::Int(i) => q.bind(i),
-            };
-        }
-        let rows = q.fetch_all(&self.pool).await?;
+        let p = push(&mut binds, Bind::Int(i64::from(limit)));
+        sql.push_str(&format!(" ORDER BY at DESC, id DESC LIMIT {p}"));
+        let rows = bind_all(sqlx::query(&sql), binds)
+            .fetch_all(&self.pool)
+            .await?;
         rows.iter().map(row_to_audit).collect()
     }
 
@@ -862,7 +935,22 @@ impl Store {
 
 enum Bind {
     Text(String),
+    OptText(Option<String>),
     Int(i64),
+}
+
+fn bind_all<'q>(
+    mut q: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>,
+    binds: Vec<Bind>,
+) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>> {
+    for b in binds {
+        q = match b {
+            Bind::Text(s) => q.bind(s),
+            Bind::OptText(s) => q.bind(s),
+            Bind::Int(i) => q.bind(i),
+        };
+    }
+    q
 }
 
 /// Hides the password of a database URL for messages.

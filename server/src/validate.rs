@@ -49,7 +49,53 @@ pub fn description(value: &str) -> Result<(), ApiError> {
             format!("description must be at most {MAX_DESCRIPTION} characters"),
         ));
     }
+    // Line breaks and tabs are text; other control characters (NUL among
+    // them, which PostgreSQL cannot store) are refused on every backend alike.
+    if value
+        .chars()
+        .any(|c| c.is_control() && !matches!(c, '\n' | '\r' | '\t'))
+    {
+        return Err(ApiError::field(
+            codes::INVALID_FIELD,
+            "description",
+            "description must not contain control characters other than line breaks and tabs",
+        ));
+    }
     Ok(())
+}
+
+/// A token id as this server issues them (`tok_` and 16 base62 characters).
+/// Anything else names no token: answered `404` without a storage read, on
+/// every backend alike.
+pub fn is_token_id(id: &str) -> bool {
+    id.len() == 20 && id.starts_with("tok_") && id[4..].bytes().all(|b| b.is_ascii_alphanumeric())
+}
+
+/// A text filter of a list (`name`, `actor`, `token_id`): bounded, no control characters.
+pub fn filter_text(field: &str, value: &str) -> Result<(), ApiError> {
+    if value.chars().count() > MAX_NAME || value.chars().any(char::is_control) {
+        return Err(ApiError::field(
+            codes::INVALID_FIELD,
+            field,
+            format!("{field} must be at most {MAX_NAME} characters, without control characters"),
+        ));
+    }
+    Ok(())
+}
+
+/// A project name, or `*` (organisation tokens) where `organisation_allowed`.
+pub fn project_of_new_token(value: &str, organisation_allowed: bool) -> Result<(), ApiError> {
+    if value == tokenops_types::ORGANISATION_PROJECT {
+        return if organisation_allowed {
+            Ok(())
+        } else {
+            Err(ApiError::escalation(
+                "project",
+                "only an organisation token can create organisation tokens (project \"*\")",
+            ))
+        };
+    }
+    project(value)
 }
 
 pub fn project(value: &str) -> Result<(), ApiError> {
@@ -218,7 +264,8 @@ pub fn expiry(
         None if policy.require_expiry => Err(ApiError::field(
             codes::EXPIRY_REQUIRED,
             "lifetime",
-            "this server requires every token to expire: give lifetime (e.g. 720h) or expires_at",
+            "this server requires every token to expire: give lifetime (e.g. 720h) or expires_at \
+             (require_expiry = false in the server's policy file allows tokens without expiry)",
         )),
         None => Ok(None),
         Some((field, d)) if d > max => Err(ApiError::field(
@@ -263,6 +310,30 @@ mod tests {
     fn err_code(r: Result<impl std::fmt::Debug, ApiError>) -> (&'static str, Option<String>) {
         let e = r.unwrap_err();
         (e.code, e.field)
+    }
+
+    #[test]
+    fn nul_and_odd_ids_are_refused_before_storage() {
+        assert_eq!(
+            err_code(description("a\0b")),
+            (codes::INVALID_FIELD, Some("description".into()))
+        );
+        assert!(description("two\nlines\tand a tab").is_ok());
+        assert!(is_token_id("tok_0123456789abcdef"));
+        for bad in [
+            "tok_0123456789abcde\0",
+            "tok_short",
+            "abc_0123456789abcdef",
+            "tok_0123456789abcd-f",
+        ] {
+            assert!(!is_token_id(bad), "{bad:?}");
+        }
+        assert!(filter_text("name", "a\0").is_err());
+        assert!(project_of_new_token("*", true).is_ok());
+        assert_eq!(
+            err_code(project_of_new_token("*", false)).0,
+            codes::PERMISSION_ESCALATION
+        );
     }
 
     #[test]

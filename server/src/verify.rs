@@ -36,6 +36,8 @@ pub struct Credential {
     pub role: Option<Arc<str>>,
     /// Role bundle plus scopes (shared among tokens with the same role and no scopes).
     pub permissions: Arc<[String]>,
+    /// Product permissions the token's role may hand out beyond its own (shared per role).
+    pub grants: Arc<[String]>,
     pub resources: Resources,
     pub expires_at: Option<i64>,
     /// The token as `POST /v1/verify` describes it (a `VerifiedToken` JSON
@@ -65,6 +67,7 @@ pub struct Credential {
 struct Interner {
     strings: DashMap<Box<str>, Arc<str>>,
     role_permissions: DashMap<Box<str>, Arc<[String]>>,
+    role_grants: DashMap<Box<str>, Arc<[String]>>,
 }
 
 impl Interner {
@@ -91,6 +94,18 @@ impl Interner {
             _ => policy.effective_permissions(role, scopes).into(),
         }
     }
+
+    fn grants(&self, policy: &Policy, role: Option<&str>) -> Arc<[String]> {
+        let Some(r) = role else {
+            return Arc::from(Vec::new());
+        };
+        if let Some(g) = self.role_grants.get(r) {
+            return g.clone();
+        }
+        let g: Arc<[String]> = policy.grants(role).into();
+        self.role_grants.insert(r.into(), g.clone());
+        g
+    }
 }
 
 impl Credential {
@@ -111,13 +126,27 @@ impl Credential {
             return None;
         };
         let permissions = interner.permissions(policy, row.role.as_deref(), &row.scopes);
+        let grants = interner.grants(policy, row.role.as_deref());
+        // A previous value is described as itself: its own masked form, and
+        // the end of its grace period (or the token's end, if sooner).
+        let valid_until = is_previous.then(|| row.prev_valid_until.unwrap_or(0));
+        let ends_at = match (row.expires_at, valid_until) {
+            (Some(e), Some(v)) => Some(e.min(v)),
+            (e, v) => e.or(v),
+        };
         let json_own = json_members(&VerifiedOwn {
             id: &row.id,
             name: &row.name,
-            expires_at: row.expires_at.map(crate::store::to_time),
-            masked: &row.masked,
+            expires_at: ends_at.map(crate::store::to_time),
+            masked: if is_previous {
+                row.prev_masked.as_deref().unwrap_or("")
+            } else {
+                &row.masked
+            },
+            labels: &row.labels,
+            previous: is_previous,
         });
-        let grants = json_members(&VerifiedGrants {
+        let authority = json_members(&VerifiedGrants {
             project: &row.project,
             role: row.role.as_deref(),
             permissions: &permissions,
@@ -126,15 +155,16 @@ impl Credential {
         // Shared only where the grants follow from project and role alone, so
         // the interner stays bounded by the policy's roles and the projects.
         let json_grants = if row.scopes.is_empty() && row.resources.is_all() {
-            interner.string(&grants)
+            interner.string(&authority)
         } else {
-            grants.into()
+            authority.into()
         };
         Some(Credential {
             id: row.id.as_str().into(),
             project: interner.string(&row.project),
             role: row.role.as_deref().map(|r| interner.string(r)),
             permissions,
+            grants,
             resources: row.resources.clone(),
             expires_at: row.expires_at,
             json_own: json_own.into_boxed_str(),
@@ -142,11 +172,7 @@ impl Credential {
             revoked: row.revoked_at.is_some(),
             last_recorded: AtomicI64::new(row.last_used_at.unwrap_or(i64::MIN / 2)),
             used: AtomicBool::new(false),
-            valid_until: if is_previous {
-                Some(row.prev_valid_until.unwrap_or(0))
-            } else {
-                None
-            },
+            valid_until,
         })
     }
 
@@ -180,6 +206,12 @@ impl Credential {
             permission,
         )
     }
+
+    /// Whether this is the previous value of a regenerated token, verifying
+    /// during its grace period.
+    pub fn is_previous(&self) -> bool {
+        self.valid_until.is_some()
+    }
 }
 
 /// What of a [`tokenops_types::VerifiedToken`] is the token's own, borrowed.
@@ -190,6 +222,9 @@ struct VerifiedOwn<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     expires_at: Option<chrono::DateTime<chrono::Utc>>,
     masked: &'a str,
+    labels: &'a tokenops_types::Labels,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    previous: bool,
 }
 
 /// The rest of a [`tokenops_types::VerifiedToken`], borrowed.
@@ -231,6 +266,11 @@ pub struct Verifier {
     /// Token id → the (at most two) hashes cached for it, so a change can drop them.
     by_id: DashMap<Arc<str>, [Option<Hash>; 2]>,
     interner: Interner,
+    /// Well-formed values recently found in no token: verifying one again
+    /// costs no storage read. Bounded; emptied by every change (a create or
+    /// regenerate could make a value known), and entries live one cache TTL.
+    /// Keyed with a random hasher: callers choose these keys.
+    unknown: moka::sync::Cache<Hash, ()>,
     epoch: AtomicU64,
     /// How many checks had to read storage (malformed values never do).
     storage_lookups: AtomicU64,
@@ -247,12 +287,17 @@ impl Verifier {
             let burst = rl.burst.and_then(std::num::NonZeroU32::new).unwrap_or(rps);
             RateLimiter::dashmap(Quota::per_second(rps).allow_burst(burst))
         });
+        let unknown = moka::sync::Cache::builder()
+            .max_capacity(NEGATIVE_CACHE_CAPACITY)
+            .time_to_live(policy.cache_ttl.0)
+            .build();
         Verifier {
             store,
             policy,
             cache: DashMap::with_hasher(HashKeyed),
             by_id: DashMap::new(),
             interner: Interner::default(),
+            unknown,
             epoch: AtomicU64::new(0),
             storage_lookups: AtomicU64::new(0),
             limiter,
@@ -270,7 +315,13 @@ impl Verifier {
         if secret::check(value, &self.policy.token_prefix).is_err() {
             return Ok(Checked::Invalid(VerifyCode::Malformed));
         }
-        let hash = self.hash(value);
+        self.check_hash(&self.hash(value), now_us).await
+    }
+
+    /// Checks a value known by its hash (a dashboard session keeps the hash,
+    /// never the value): existence, revocation, expiry, rate.
+    pub async fn check_hash(&self, hash: &Hash, now_us: i64) -> anyhow::Result<Checked> {
+        let hash = *hash;
         let cached = self
             .cache
             .get(&hash)
@@ -278,6 +329,9 @@ impl Verifier {
             .map(|e| e.0.clone());
         let cred = match cached {
             Some(c) => c,
+            None if self.unknown.contains_key(&hash) => {
+                return Ok(Checked::Invalid(VerifyCode::NotFound));
+            }
             // Boxed: the storage read is a large future, and inlining it would make
             // every check, even a malformed one, carry (and move) its state.
             None => match Box::pin(self.load(hash, now_us)).await? {
@@ -329,6 +383,9 @@ impl Verifier {
             .await?
             .and_then(|row| Credential::from_row(&row, &hex, &self.policy, &self.interner))
         else {
+            if self.epoch.load(Ordering::Acquire) == epoch {
+                self.unknown.insert(hash, ());
+            }
             return Ok(None);
         };
         let cred = Arc::new(cred);
@@ -350,9 +407,11 @@ impl Verifier {
         Ok(Some(cred))
     }
 
-    /// Forgets everything cached about these tokens. Call after every write.
+    /// Forgets everything cached about these tokens, and every value
+    /// remembered as unknown. Call after every write (creates included).
     pub fn invalidate<'a>(&self, ids: impl IntoIterator<Item = &'a str>) {
         self.epoch.fetch_add(1, Ordering::AcqRel);
+        self.unknown.invalidate_all();
         for id in ids {
             if let Some((_, hashes)) = self.by_id.remove(id) {
                 for h in hashes.into_iter().flatten() {
@@ -365,6 +424,7 @@ impl Verifier {
     /// Forgets the whole cache (e.g. change notifications may have been missed).
     pub fn invalidate_all(&self) {
         self.epoch.fetch_add(1, Ordering::AcqRel);
+        self.unknown.invalidate_all();
         self.by_id.clear();
         self.cache.clear();
     }
@@ -487,6 +547,9 @@ impl Verifier {
         self.cache.len() as u64
     }
 }
+
+/// Unknown values remembered by the negative cache (32-byte keys: ~10 MB at most).
+pub const NEGATIVE_CACHE_CAPACITY: u64 = 100_000;
 
 /// Tokens re-read per storage query by [`Verifier::revalidate`].
 pub const REVALIDATE_BATCH: usize = 256;

@@ -11,6 +11,24 @@ pub type Labels = BTreeMap<String, String>;
 /// Label every front end sets on the tokens it manages.
 pub const LABEL_MANAGED_BY: &str = "managed-by";
 
+/// Prefix of the label keys reserved for ownership, like [`LABEL_MANAGED_BY`].
+pub const OWNERSHIP_LABEL_PREFIX: &str = "tokenops.dev/";
+
+/// Whether a label key records ownership: such labels are set once and never change.
+///
+/// ```
+/// use tokenops_types::is_ownership_label;
+/// assert!(is_ownership_label("managed-by"));
+/// assert!(is_ownership_label("tokenops.dev/uid"));
+/// assert!(!is_ownership_label("team"));
+/// ```
+pub fn is_ownership_label(key: &str) -> bool {
+    key == LABEL_MANAGED_BY || key.starts_with(OWNERSHIP_LABEL_PREFIX)
+}
+
+/// The project of organisation tokens: they act in every project.
+pub const ORGANISATION_PROJECT: &str = "*";
+
 /// The duration syntax as a regular expression, for API documents and schemas.
 pub const DURATION_PATTERN: &str =
     r"^\+?(0|([0-9]+(\.[0-9]*)?|\.[0-9]+)(ns|us|µs|μs|ms|s|m|h|d|w))+$";
@@ -48,9 +66,7 @@ impl std::str::FromStr for TokenStatus {
             "active" => Ok(TokenStatus::Active),
             "expired" => Ok(TokenStatus::Expired),
             "revoked" => Ok(TokenStatus::Revoked),
-            other => Err(format!(
-                "unknown status {other:?} (use active, expired or revoked)"
-            )),
+            _ => Err("unknown status (use active, expired or revoked)".to_string()),
         }
     }
 }
@@ -299,11 +315,72 @@ pub struct BulkRevokeRequest {
 }
 
 /// Response of bulk revoke.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct BulkRevokeResponse {
     /// How many active tokens were revoked by this call.
     pub revoked: u64,
+    /// Ids given that name no token the caller can see.
+    #[serde(default)]
+    pub not_found: Vec<String>,
+    /// Tokens left alone: outside the caller's authority, or the caller itself
+    /// when chosen by a selector.
+    #[serde(default)]
+    pub skipped: Vec<String>,
+}
+
+/// Body of `POST /v1/tokens/{id}/revoke` (optional).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct RevokeRequest {
+    /// Revoke later instead of now: the token's expiry is brought forward to
+    /// now plus this duration (Go-style), so consumers get an overlap.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub after: Option<String>,
+}
+
+/// A role of the server's policy.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct RoleDefinition {
+    /// What a holder may do: product permissions and management permissions
+    /// (`tokens:*`, `audit:read`).
+    pub permissions: Vec<String>,
+    /// Product permissions a holder may hand out beyond its own.
+    #[serde(default)]
+    pub grants: Vec<String>,
+}
+
+/// Response of `GET /v1/policy`: what this server allows.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct PolicyDocument {
+    /// Role name → definition.
+    pub roles: BTreeMap<String, RoleDefinition>,
+    /// Resource types tokens may be limited to.
+    pub resource_types: Vec<String>,
+    /// Whether every token must expire (`require_expiry` in the policy file).
+    pub require_expiry: bool,
+    /// Longest lifetime a token may be given (Go-style duration).
+    pub max_lifetime: String,
+    /// Revoked and expired tokens are deleted this long after they ended.
+    pub retention: String,
+    /// Prefix of issued values.
+    pub token_prefix: String,
+    /// Per-token request rate limit, when one is set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate_limit: Option<RateLimitDocument>,
+    /// Reserved resources that only named management permissions reach.
+    pub management_resources: Vec<String>,
+}
+
+/// The rate limit part of [`PolicyDocument`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct RateLimitDocument {
+    pub requests_per_second: u32,
+    pub burst: u32,
 }
 
 /// One page of a list.
@@ -393,9 +470,19 @@ pub struct VerifiedToken {
     /// Effective permissions: the role's bundle plus the token's own scopes.
     pub permissions: Vec<String>,
     pub resources: Resources,
+    /// When this value stops verifying: the token's expiry, or for a previous
+    /// value the end of its grace period.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expires_at: Option<DateTime<Utc>>,
+    /// The masked form of the value that was presented.
     pub masked: String,
+    /// The token's labels (e.g. the app it is tied to), for attributing requests.
+    #[serde(default)]
+    pub labels: Labels,
+    /// `true` when the presented value is the one replaced by the last
+    /// regeneration, still verifying during its grace period.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub previous: bool,
 }
 
 /// Response of `POST /v1/verify`.
@@ -437,14 +524,16 @@ pub struct AuditEvent {
 /// ```
 pub fn parse_selector(selector: &str) -> Result<Vec<(String, String)>, String> {
     let mut out = Vec::new();
-    for part in selector.split(',') {
+    for (i, part) in selector.split(',').enumerate() {
         let part = part.trim();
         if part.is_empty() {
             continue;
         }
+        // Messages name the term's position, never its text: a secret pasted
+        // into a selector must not come back in an error.
         let (k, v) = part
             .split_once('=')
-            .ok_or_else(|| format!("selector term {part:?} must have the form key=value"))?;
+            .ok_or_else(|| format!("selector term {} must have the form key=value", i + 1))?;
         let (k, v) = (k.trim(), v.trim());
         validate_label_key(k)?;
         validate_label_value(v)?;
@@ -465,9 +554,9 @@ pub fn validate_label_key(k: &str) -> Result<(), String> {
         .bytes()
         .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-' | b'/'))
     {
-        return Err(format!(
-            "label key {k:?} may only contain letters, digits, '.', '_', '-' and '/'"
-        ));
+        return Err(
+            "label keys may only contain letters, digits, '.', '_', '-' and '/'".to_string(),
+        );
     }
     Ok(())
 }
@@ -486,6 +575,19 @@ pub fn validate_label_value(v: &str) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rejections_never_quote_what_was_given() {
+        let secret = "tko_s3cr3tValueThatMustNotEcho";
+        for err in [
+            parse_selector(secret).unwrap_err(),
+            parse_selector(&format!("{secret}!=x")).unwrap_err(),
+            validate_label_key(&format!("{secret}!")).unwrap_err(),
+            secret.parse::<TokenStatus>().unwrap_err(),
+        ] {
+            assert!(!err.contains("s3cr3t"), "{err}");
+        }
+    }
 
     #[test]
     fn resources_serialise_as_all_or_a_list() {

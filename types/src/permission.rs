@@ -2,9 +2,28 @@
 //! that decides whether one set of permissions covers another.
 //!
 //! `*` alone means `*:*`. A granted pattern matches a required permission when
-//! each side of the colon is `*` or equal. A caller may hand out a pattern only
-//! if one of its own patterns *covers* it: every permission the new pattern
-//! matches is matched by the caller's pattern too.
+//! each side of the colon is `*` or equal — except that a wildcard resource
+//! never reaches a *management* resource ([`MANAGEMENT_RESOURCES`]: `tokens`,
+//! `audit`): those are granted only by naming them (`tokens:*`, `audit:read`).
+//! A caller may hand out a pattern only if one of its own patterns *covers*
+//! it: every permission the new pattern matches is matched by the caller's
+//! pattern too.
+
+/// Resources about tokenops itself. No wildcard resource matches them.
+pub const MANAGEMENT_RESOURCES: [&str; 2] = ["tokens", "audit"];
+
+/// Whether `pattern` is about tokenops itself (`tokens:…`, `audit:…`) rather
+/// than the API the tokens protect. Malformed patterns are neither.
+///
+/// ```
+/// use tokenops_types::permission::is_management;
+/// assert!(is_management("tokens:*"));
+/// assert!(!is_management("*"));
+/// assert!(!is_management("billing:read"));
+/// ```
+pub fn is_management(pattern: &str) -> bool {
+    parse(pattern).is_ok_and(|(resource, _)| MANAGEMENT_RESOURCES.contains(&resource))
+}
 
 /// Why a permission string is not acceptable.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -39,17 +58,27 @@ fn part_matches(granted: &str, wanted: &str) -> bool {
     granted == "*" || granted == wanted
 }
 
+fn resource_matches(granted: &str, wanted: &str) -> bool {
+    if MANAGEMENT_RESOURCES.contains(&wanted) {
+        granted == wanted
+    } else {
+        part_matches(granted, wanted)
+    }
+}
+
 /// Whether the granted pattern allows the concrete (or wildcard) permission `wanted`.
 ///
 /// ```
 /// use tokenops_types::permission::allows;
 /// assert!(allows("*:read", "billing:read"));
 /// assert!(!allows("tokens:*", "billing:read"));
-/// assert!(allows("*", "tokens:create"));
+/// assert!(allows("tokens:*", "tokens:create"));
+/// assert!(!allows("*", "tokens:create"), "wildcards never reach management resources");
+/// assert!(!allows("*:read", "audit:read"));
 /// ```
 pub fn allows(granted: &str, wanted: &str) -> bool {
     match (parse(granted), parse(wanted)) {
-        (Ok((gr, ga)), Ok((wr, wa))) => part_matches(gr, wr) && part_matches(ga, wa),
+        (Ok((gr, ga)), Ok((wr, wa))) => resource_matches(gr, wr) && part_matches(ga, wa),
         _ => false,
     }
 }
@@ -87,6 +116,22 @@ mod tests {
     }
 
     #[test]
+    fn wildcards_never_reach_management_resources() {
+        for granted in ["*", "*:*", "*:read"] {
+            for wanted in ["tokens:read", "tokens:create", "audit:read", "tokens:*"] {
+                assert!(
+                    !allows(granted, wanted),
+                    "{granted} must not allow {wanted}"
+                );
+            }
+        }
+        assert!(allows("tokens:*", "tokens:revoke"));
+        assert!(allows("audit:read", "audit:read"));
+        assert!(!allows("tokens:read", "audit:read"));
+        assert!(is_management("audit:read") && !is_management("*:read"));
+    }
+
+    #[test]
     fn covering_is_what_escalation_checks_use() {
         let caller = ["tokens:*", "billing:read"];
         assert!(covers_all(
@@ -96,6 +141,11 @@ mod tests {
         assert!(!covers_all(caller.iter().copied(), ["usage:read"]));
         assert!(!covers_all(caller.iter().copied(), ["*"]));
         assert!(covers_all(["*"].iter().copied(), ["*"]));
+        assert!(
+            !covers_all(["*"].iter().copied(), ["tokens:*"]),
+            "a product wildcard does not cover management"
+        );
+        assert!(!covers_all(["*:read"].iter().copied(), ["*"]));
     }
 
     #[test]
