@@ -1126,3 +1126,94 @@ async fn help_puts_global_options_last_and_usage_lines_show_no_connection_flags(
     let usage = run.stderr.lines().find(|l| l.starts_with("Usage:")).unwrap();
     assert!(!usage.contains("--endpoint") && !usage.contains("--token"), "{usage}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn policy_shows_what_the_server_allows() {
+    let server = TestServer::sqlite().await;
+    let run = tokenops(&server, &["policy"], None).await.ok();
+    for expected in ["token prefix:", "tko", "max lifetime:", "ROLE", "token-admin", "read-only"] {
+        assert!(run.stdout.contains(expected), "{expected}: {}", run.stdout);
+    }
+    let doc = tokenops(&server, &["policy", "-o", "json"], None).await.ok().json();
+    assert!(doc["roles"]["owner"]["permissions"].is_array(), "{doc}");
+    let run = tokenops(&server, &["policy", "-o", "name"], None).await.ok();
+    assert!(run.stdout.lines().any(|l| l == "accounting"), "{}", run.stdout);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bulk_revoke_names_the_ids_it_did_not_find_and_fails() {
+    let server = TestServer::sqlite().await;
+    let (a, _) = create(&server, "a", &[]).await;
+    let (b, _) = create(&server, "b", &[]).await;
+    let typo = "tok_0000000000000000";
+    let run = tokenops(&server, &["token", "revoke", typo, &a, "b", "no-such-name"], None).await;
+    assert_eq!(run.code, 3, "{}{}", run.stdout, run.stderr);
+    assert!(run.stdout.contains("Revoked 2 tokens"), "{}", run.stdout);
+    assert!(
+        run.stderr.contains(typo) && run.stderr.contains("no-such-name"),
+        "{}",
+        run.stderr
+    );
+    for id in [&a, &b] {
+        let doc = tokenops(&server, &["token", "get", id, "-o", "json"], None)
+            .await
+            .ok()
+            .json();
+        assert_eq!(doc["status"], "revoked");
+    }
+    let run = tokenops(&server, &["-o", "json", "token", "revoke", &a, typo], None).await;
+    assert_eq!(run.code, 3);
+    let doc = run.json();
+    assert_eq!(doc["not_found"], serde_json::json!([typo]));
+
+    // A selector never revokes the caller; what it left alone is said.
+    tokenops(&server, &["token", "update", "test-owner", "--label", "team=red"], None)
+        .await
+        .ok();
+    let (c, _) = create(&server, "c", &["--label", "team=red"]).await;
+    let run = tokenops(&server, &["token", "revoke", "-l", "team=red"], None).await.ok();
+    assert!(run.stdout.contains("Revoked 1 token."), "{}", run.stdout);
+    assert!(run.stdout.contains("Skipped"), "{}", run.stdout);
+    // The caller still works, and the other token is revoked.
+    tokenops(&server, &["whoami"], None).await.ok();
+    let doc = tokenops(&server, &["token", "get", &c, "-o", "json"], None)
+        .await
+        .ok()
+        .json();
+    assert_eq!(doc["status"], "revoked");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn revoked_tokens_are_listed_on_request_and_revoke_can_wait() {
+    let server = TestServer::sqlite().await;
+    let (gone, _) = create(&server, "gone", &[]).await;
+    let (later, secret) = create(&server, "later", &[]).await;
+    tokenops(&server, &["token", "revoke", "gone"], None).await.ok();
+
+    let listed = |args: &'static [&'static str]| {
+        let server = &server;
+        async move {
+            tokenops(server, args, None).await.ok().stdout
+        }
+    };
+    let default = listed(&["token", "list", "-o", "name"]).await;
+    assert!(!default.contains(&gone) && default.contains(&later), "{default}");
+    let revoked = listed(&["token", "list", "-o", "name", "--status", "revoked"]).await;
+    assert_eq!(revoked.trim(), gone);
+    let all = listed(&["token", "list", "-o", "name", "--all"]).await;
+    assert!(all.contains(&gone) && all.contains(&later), "{all}");
+
+    let run = tokenops(&server, &["token", "revoke", "later", "--after", "1h"], None)
+        .await
+        .ok();
+    assert!(run.stdout.contains("keeps working until"), "{}", run.stdout);
+    let doc = tokenops(&server, &["token", "get", &later, "-o", "json"], None)
+        .await
+        .ok()
+        .json();
+    let expires = chrono::DateTime::parse_from_rfc3339(doc["expires_at"].as_str().unwrap()).unwrap();
+    let left = expires.to_utc() - chrono::Utc::now();
+    assert!(left.num_minutes() > 50 && left.num_minutes() <= 60, "{left}");
+    let run = tokenops(&server, &["verify", &secret], None).await;
+    assert_eq!(run.code, 0, "still works during the overlap");
+}
