@@ -116,7 +116,7 @@ say "Creating two CI tokens labelled env=ci, then revoking both with one label s
 tokenops token create deploy-bot --scope deployments:write --lifetime 24h --label env=ci >/dev/null 2>&1
 tokenops token create build-bot --scope artifacts:write --lifetime 24h --label env=ci >/dev/null 2>&1
 tokenops token revoke --selector env=ci
-explain "revoked tokens stay listed (status revoked) for the audit trail until they are deleted"
+explain "revoked tokens leave the default list (tokenops token list --all shows them) and their audit stays"
 
 if command -v terraform >/dev/null; then
   say "Terraform: building the provider and installing it into a local mirror"

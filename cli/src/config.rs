@@ -257,9 +257,8 @@ pub fn resolve(
 
     let timeout = match (global.timeout, ctx.and_then(|c| c.timeout.as_deref())) {
         (Some(t), _) => t,
-        (None, Some(text)) => tokenops_client::parse_duration(text).map_err(|e| {
-            Failure::Usage(format!("context {ctx_name:?}: timeout: {e}"))
-        })?,
+        (None, Some(text)) => tokenops_client::parse_duration(text)
+            .map_err(|e| Failure::Usage(format!("context {ctx_name:?}: timeout: {e}")))?,
         (None, None) => DEFAULT_TIMEOUT,
     };
 
@@ -384,7 +383,10 @@ mod tests {
     #[test]
     fn paths_expand_home_and_are_relative_to_the_config_folder() {
         let dir = Path::new("/etc/tokenops");
-        assert_eq!(expand(Path::new("t"), dir), PathBuf::from("/etc/tokenops/t"));
+        assert_eq!(
+            expand(Path::new("t"), dir),
+            PathBuf::from("/etc/tokenops/t")
+        );
         assert_eq!(expand(Path::new("/abs"), dir), PathBuf::from("/abs"));
     }
 }

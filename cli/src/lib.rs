@@ -201,10 +201,7 @@ fn could_be_another_server(e: &Error) -> bool {
 /// server answers a malformed value on `POST /v1/verify` with a verify
 /// answer, without a credential and without touching its storage.
 async fn check_server(client: &Client, original: Failure) -> Failure {
-    let probe = client
-        .verify(SecretString::from("tko_probe"))
-        .send()
-        .await;
+    let probe = client.verify(SecretString::from("tko_probe")).send().await;
     let answer = match probe {
         Ok(_) | Err(Error::Transport(_)) | Err(Error::RateLimited { .. }) => return original,
         Err(Error::Decode { status, .. }) => {
@@ -217,7 +214,12 @@ async fn check_server(client: &Client, original: Failure) -> Failure {
     };
     let endpoint = client.endpoint().as_str().to_string();
     let tried = format!("POST {}", endpoint_join(&endpoint, "v1/verify"));
-    let hint = if client.endpoint().path().trim_end_matches('/').ends_with("/v1") {
+    let hint = if client
+        .endpoint()
+        .path()
+        .trim_end_matches('/')
+        .ends_with("/v1")
+    {
         " (without /v1)"
     } else {
         ""
@@ -336,10 +338,14 @@ async fn dispatch(session: &mut Session<'_>, io: &mut Io<'_>) -> Result<u8, Fail
             if let Some(limit) = args.limit {
                 events.truncate(limit);
             }
-            if !output::document(io.stdout, format, &tokenops_client::Page {
-                items: events.clone(),
-                next_page_token: None,
-            })? {
+            if !output::document(
+                io.stdout,
+                format,
+                &tokenops_client::Page {
+                    items: events.clone(),
+                    next_page_token: None,
+                },
+            )? {
                 let names = if format == Output::Name {
                     HashMap::new()
                 } else {
@@ -420,7 +426,12 @@ async fn resolve_token(client: &Client, arg: &str) -> Result<String, Failure> {
             several.len(),
             several
                 .iter()
-                .map(|t| format!("{} ({}, created {})", t.id, t.status, output::exact(t.created_at)))
+                .map(|t| format!(
+                    "{} ({}, created {})",
+                    t.id,
+                    t.status,
+                    output::exact(t.created_at)
+                ))
                 .collect::<Vec<_>>()
                 .join(", ")
         ))),
@@ -641,7 +652,9 @@ async fn revoke(
     } else if ids.is_empty() {
         tokenops_client::BulkRevokeResponse::default()
     } else {
-        client.revoke_tokens(BulkRevoke::ids(ids.iter().cloned())).await?
+        client
+            .revoke_tokens(BulkRevoke::ids(ids.iter().cloned()))
+            .await?
     };
     outcome.not_found.extend(unresolved);
     if !output::document(io.stdout, format, &outcome)? {
@@ -655,7 +668,11 @@ async fn revoke(
                 writeln!(io.stdout, "{id}")?;
             }
         } else {
-            let noun = if outcome.revoked == 1 { "token" } else { "tokens" };
+            let noun = if outcome.revoked == 1 {
+                "token"
+            } else {
+                "tokens"
+            };
             writeln!(io.stdout, "Revoked {} {noun}.", outcome.revoked)?;
             if !outcome.skipped.is_empty() {
                 writeln!(
@@ -697,7 +714,12 @@ async fn policy(client: &Client, format: Output, io: &mut Io<'_>) -> Result<u8, 
     }
     let rate = policy
         .rate_limit
-        .map(|r| format!("{}/s per token, bursts of {}", r.requests_per_second, r.burst))
+        .map(|r| {
+            format!(
+                "{}/s per token, bursts of {}",
+                r.requests_per_second, r.burst
+            )
+        })
         .unwrap_or_else(|| "off".into());
     output::fields(
         io.stdout,
@@ -712,7 +734,10 @@ async fn policy(client: &Client, format: Output, io: &mut Io<'_>) -> Result<u8, 
                 },
             ),
             ("max lifetime", policy.max_lifetime.clone()),
-            ("retention", format!("{} after revocation or expiry", policy.retention)),
+            (
+                "retention",
+                format!("{} after revocation or expiry", policy.retention),
+            ),
             ("rate limit", rate),
             ("resource types", policy.resource_types.join(", ")),
             ("management", policy.management_resources.join(", ")),
@@ -732,7 +757,14 @@ async fn policy(client: &Client, format: Output, io: &mut Io<'_>) -> Result<u8, 
             role.grants.join(","),
         ]);
     }
-    t.write(io.stdout, if format == Output::Wide { None } else { io.terminal_width })?;
+    t.write(
+        io.stdout,
+        if format == Output::Wide {
+            None
+        } else {
+            io.terminal_width
+        },
+    )?;
     Ok(exit::OK)
 }
 
@@ -774,7 +806,11 @@ fn next_page_hint(io: &mut Io<'_>, next: Option<&str>) -> Result<(), Failure> {
 }
 
 /// `tokenops context`: the contexts of the config file, the one in use marked.
-fn context_command(args: &args::ContextArgs, format: Output, io: &mut Io<'_>) -> Result<u8, Failure> {
+fn context_command(
+    args: &args::ContextArgs,
+    format: Output,
+    io: &mut Io<'_>,
+) -> Result<u8, Failure> {
     let path = config::config_path();
     let file = config::load()?.map(|(_, f)| f).unwrap_or_default();
     let current = std::env::var("TOKENOPS_CONTEXT")
@@ -823,7 +859,12 @@ fn context_command(args: &args::ContextArgs, format: Output, io: &mut Io<'_>) ->
             (None, None) => String::new(),
         };
         t.row(vec![
-            if current.as_deref() == Some(name) { "*" } else { "" }.to_string(),
+            if current.as_deref() == Some(name) {
+                "*"
+            } else {
+                ""
+            }
+            .to_string(),
             name.clone(),
             ctx.endpoint.clone().unwrap_or_default(),
             token_from,

@@ -221,7 +221,12 @@ mod tests {
             "something to say about it".into(),
             "3d ago".into(),
         ]);
-        t.row(vec!["tok_2".into(), "short".into(), "".into(), "never".into()]);
+        t.row(vec![
+            "tok_2".into(),
+            "short".into(),
+            "".into(),
+            "never".into(),
+        ]);
         t
     }
 
@@ -249,7 +254,10 @@ mod tests {
         }
         let narrow = render(&sample(), Some(40));
         assert!(narrow.contains('…'), "{narrow}");
-        assert!(!narrow.contains("WHEN"), "the optional column goes first: {narrow}");
+        assert!(
+            !narrow.contains("WHEN"),
+            "the optional column goes first: {narrow}"
+        );
     }
 
     #[test]

@@ -578,7 +578,9 @@ async fn tokenops_in_terminal(server: &TestServer, cols: u16, args: &[&str]) -> 
     Some(text)
 }
 
-const BOX_CHARACTERS: &[char] = &['─', '│', '┌', '┐', '└', '┘', '├', '┤', '┼', '╭', '╮', '╯', '╰', '═', '║', '+', '|'];
+const BOX_CHARACTERS: &[char] = &[
+    '─', '│', '┌', '┐', '└', '┘', '├', '┤', '┼', '╭', '╮', '╯', '╰', '═', '║', '+', '|',
+];
 
 /// Creates tokens whose names are long enough to need cutting at 80 columns.
 async fn long_named_tokens(server: &TestServer) -> Vec<String> {
@@ -590,7 +592,12 @@ async fn long_named_tokens(server: &TestServer) -> Vec<String> {
         let (id, _) = create(
             server,
             name,
-            &["--scope", "billing:read,usage:read,devices:read", "--label", "team=data"],
+            &[
+                "--scope",
+                "billing:read,usage:read,devices:read",
+                "--label",
+                "team=data",
+            ],
         )
         .await;
         ids.push(id);
@@ -606,11 +613,18 @@ async fn list_fits_an_80_column_terminal_and_never_cuts_an_id() {
         return;
     };
     let lines: Vec<&str> = screen.lines().filter(|l| !l.trim().is_empty()).collect();
-    assert_eq!(lines.len(), 1 + ids.len() + 1, "header, tokens and the owner:\n{screen}");
+    assert_eq!(
+        lines.len(),
+        1 + ids.len() + 1,
+        "header, tokens and the owner:\n{screen}"
+    );
     for line in &lines {
         assert!(line.chars().count() <= 80, "wider than 80: {line:?}");
     }
-    assert!(lines[0].starts_with("ID") && lines[0].contains("NAME"), "{screen}");
+    assert!(
+        lines[0].starts_with("ID") && lines[0].contains("NAME"),
+        "{screen}"
+    );
     for id in &ids {
         let line = lines.iter().find(|l| l.contains(id.as_str()));
         assert!(line.is_some(), "{id} whole on one line:\n{screen}");
@@ -667,11 +681,18 @@ async fn piped_lists_are_plain_columns_that_awk_can_read() {
         assert!(first_fields.contains(&id.as_str()), "{:?}", first_fields);
     }
     let grafana = rows.iter().find(|r| r[0] == ids[0]).unwrap();
-    assert_eq!(grafana[1], "grafana-production-dashboards-readonly-exporter");
+    assert_eq!(
+        grafana[1],
+        "grafana-production-dashboards-readonly-exporter"
+    );
     // Columns line up: every row's second field starts where NAME does.
     let name_at = run.stdout.lines().next().unwrap().find("NAME").unwrap();
     for line in run.stdout.lines().skip(1) {
-        assert_eq!(line[name_at..].chars().next().map(char::is_whitespace), Some(false), "{line:?}");
+        assert_eq!(
+            line[name_at..].chars().next().map(char::is_whitespace),
+            Some(false),
+            "{line:?}"
+        );
         assert!(line[..name_at].ends_with("  "), "{line:?}");
     }
 }
@@ -686,9 +707,13 @@ async fn output_name_yaml_and_wide() {
     )
     .await;
 
-    let run = tokenops(&server, &["token", "list", "-o", "name", "-l", "team=data"], None)
-        .await
-        .ok();
+    let run = tokenops(
+        &server,
+        &["token", "list", "-o", "name", "-l", "team=data"],
+        None,
+    )
+    .await
+    .ok();
     assert_eq!(run.stdout, format!("{id}\n"));
     let run = tokenops(&server, &["token", "get", &id, "-o", "name"], None)
         .await
@@ -700,7 +725,11 @@ async fn output_name_yaml_and_wide() {
         .ok();
     let doc: Value = yaml_serde::from_str(&run.stdout).expect("YAML");
     let items = doc["items"].as_array().unwrap();
-    assert!(items.iter().any(|t| t["id"] == id.as_str() && t["labels"]["team"] == "data"));
+    assert!(
+        items
+            .iter()
+            .any(|t| t["id"] == id.as_str() && t["labels"]["team"] == "data")
+    );
     let run = tokenops(&server, &["token", "get", &id, "-o", "yaml"], None)
         .await
         .ok();
@@ -715,30 +744,61 @@ async fn output_name_yaml_and_wide() {
         assert!(header.contains(column), "{header}");
     }
     let row = run.stdout.lines().find(|l| l.starts_with(&id)).unwrap();
-    assert!(row.contains("site=s-1") && row.contains("team=data") && row.contains("default"), "{row}");
+    assert!(
+        row.contains("site=s-1") && row.contains("team=data") && row.contains("default"),
+        "{row}"
+    );
     let fields: Vec<&str> = row.split_whitespace().collect();
     assert!(
-        fields.iter().filter(|f| f.len() == 20 && f.ends_with('Z') && f.contains('T')).count() >= 2,
+        fields
+            .iter()
+            .filter(|f| f.len() == 20 && f.ends_with('Z') && f.contains('T'))
+            .count()
+            >= 2,
         "exact dates: {row}"
     );
 
     // The value is shown once: -o name, which would lose it, is refused before any request.
     let run = tokenops(
         &server,
-        &["token", "create", "x", "--role", "read-only", "--lifetime", "1h", "-o", "name"],
+        &[
+            "token",
+            "create",
+            "x",
+            "--role",
+            "read-only",
+            "--lifetime",
+            "1h",
+            "-o",
+            "name",
+        ],
         None,
     )
     .await;
     assert_eq!(run.code, 2, "{}", run.stderr);
-    let doc = tokenops(&server, &["token", "list", "-o", "json", "--name", "x"], None)
-        .await
-        .ok()
-        .json();
+    let doc = tokenops(
+        &server,
+        &["token", "list", "-o", "json", "--name", "x"],
+        None,
+    )
+    .await
+    .ok()
+    .json();
     assert!(doc["items"].as_array().unwrap().is_empty());
     // YAML carries the value with the token.
     let run = tokenops(
         &server,
-        &["token", "create", "y", "--role", "read-only", "--lifetime", "1h", "-o", "yaml"],
+        &[
+            "token",
+            "create",
+            "y",
+            "--role",
+            "read-only",
+            "--lifetime",
+            "1h",
+            "-o",
+            "yaml",
+        ],
         None,
     )
     .await
@@ -762,7 +822,11 @@ async fn tokens_are_named_by_id_or_by_a_name_only_one_has() {
 
     let run = tokenops(&server, &["token", "get", "twin"], None).await;
     assert_eq!(run.code, 2, "{}", run.stderr);
-    assert!(run.stderr.contains(&twin_a) && run.stderr.contains(&twin_b), "{}", run.stderr);
+    assert!(
+        run.stderr.contains(&twin_a) && run.stderr.contains(&twin_b),
+        "{}",
+        run.stderr
+    );
     let run = tokenops(&server, &["token", "revoke", "twin"], None).await;
     assert_eq!(run.code, 2, "{}", run.stderr);
 
@@ -778,12 +842,20 @@ async fn tokens_are_named_by_id_or_by_a_name_only_one_has() {
 
     // Revoke, regenerate and delete by name too; once one twin is revoked, the
     // other is the only live "twin".
-    tokenops(&server, &["token", "revoke", &twin_a], None).await.ok();
-    let run = tokenops(&server, &["token", "regenerate", "twin"], None).await.ok();
+    tokenops(&server, &["token", "revoke", &twin_a], None)
+        .await
+        .ok();
+    let run = tokenops(&server, &["token", "regenerate", "twin"], None)
+        .await
+        .ok();
     assert!(run.stderr.contains(&twin_b), "{}", run.stderr);
-    let run = tokenops(&server, &["token", "revoke", "grafana"], None).await.ok();
+    let run = tokenops(&server, &["token", "revoke", "grafana"], None)
+        .await
+        .ok();
     assert!(run.stdout.contains(&grafana), "{}", run.stdout);
-    let run = tokenops(&server, &["token", "delete", "grafana"], None).await.ok();
+    let run = tokenops(&server, &["token", "delete", "grafana"], None)
+        .await
+        .ok();
     assert!(run.stdout.contains(&grafana), "{}", run.stdout);
     let run = tokenops(&server, &["token", "get", &grafana], None).await;
     assert_eq!(run.code, 3);
@@ -797,7 +869,10 @@ async fn bash_completion_loads_and_completes_commands() {
         .unwrap();
     assert!(out.status.success());
     let script = String::from_utf8(out.stdout).unwrap();
-    assert!(script.contains("complete") && script.contains("tokenops"), "{script}");
+    assert!(
+        script.contains("complete") && script.contains("tokenops"),
+        "{script}"
+    );
     for shell in ["zsh", "fish", "powershell"] {
         let out = std::process::Command::new(env!("CARGO_BIN_EXE_tokenops"))
             .args(["completion", shell])
@@ -827,9 +902,16 @@ done"#,
         .output()
         .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{text}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(text.contains("tokenops tok => token"), "{text}");
-    let revoke_line = text.lines().find(|l| l.starts_with("tokenops token re =>")).unwrap();
+    let revoke_line = text
+        .lines()
+        .find(|l| l.starts_with("tokenops token re =>"))
+        .unwrap();
     assert!(
         revoke_line.contains("regenerate") && revoke_line.contains("revoke"),
         "{text}"
@@ -837,7 +919,11 @@ done"#,
 }
 
 /// Runs `tokenops` with a config folder and no TOKENOPS_* variables but `env`.
-async fn tokenops_with_config(config_home: &std::path::Path, env: &[(&str, &str)], args: &[&str]) -> Run {
+async fn tokenops_with_config(
+    config_home: &std::path::Path,
+    env: &[(&str, &str)],
+    args: &[&str],
+) -> Run {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_tokenops"));
     cmd.args(args)
         .env("XDG_CONFIG_HOME", config_home)
@@ -864,7 +950,11 @@ async fn contexts_from_the_config_file_with_the_environment_winning() {
     let home = tempfile::tempdir().unwrap();
     let dir = home.path().join("tokenops");
     std::fs::create_dir_all(&dir).unwrap();
-    std::fs::write(dir.join("main.token"), format!("{}\n", server.owner_token())).unwrap();
+    std::fs::write(
+        dir.join("main.token"),
+        format!("{}\n", server.owner_token()),
+    )
+    .unwrap();
     let other_token_file = home.path().join("other-secret");
     std::fs::write(&other_token_file, other.owner_token()).unwrap();
     std::fs::write(
@@ -897,12 +987,23 @@ timeout = "5s"
 
     // --context and TOKENOPS_CONTEXT pick another one, whose token comes from a command.
     for (env, args) in [
-        (vec![], vec!["--context", "other", "token", "list", "-o", "name"]),
-        (vec![("TOKENOPS_CONTEXT", "other")], vec!["token", "list", "-o", "name"]),
+        (
+            vec![],
+            vec!["--context", "other", "token", "list", "-o", "name"],
+        ),
+        (
+            vec![("TOKENOPS_CONTEXT", "other")],
+            vec!["token", "list", "-o", "name"],
+        ),
     ] {
         let run = tokenops_with_config(home.path(), &env, &args).await.ok();
         assert!(!run.stdout.contains(&main_only), "{}", run.stdout);
-        assert_eq!(run.stdout.lines().count(), 1, "only the other owner: {}", run.stdout);
+        assert_eq!(
+            run.stdout.lines().count(),
+            1,
+            "only the other owner: {}",
+            run.stdout
+        );
     }
 
     // The environment wins over the context, and says so when the context was named.
@@ -925,13 +1026,23 @@ timeout = "5s"
     assert!(run.stderr.contains("main, other"), "{}", run.stderr);
 
     // `tokenops context` lists them and marks the one in use.
-    let run = tokenops_with_config(home.path(), &[], &["context"]).await.ok();
-    let current: Vec<&str> = run.stdout.lines().filter(|l| l.starts_with('*')).collect();
-    assert_eq!(current.len(), 1, "{}", run.stdout);
-    assert!(current[0].contains("main") && current[0].contains(&server.url()), "{}", run.stdout);
-    let run = tokenops_with_config(home.path(), &[("TOKENOPS_CONTEXT", "other")], &["context", "--current"])
+    let run = tokenops_with_config(home.path(), &[], &["context"])
         .await
         .ok();
+    let current: Vec<&str> = run.stdout.lines().filter(|l| l.starts_with('*')).collect();
+    assert_eq!(current.len(), 1, "{}", run.stdout);
+    assert!(
+        current[0].contains("main") && current[0].contains(&server.url()),
+        "{}",
+        run.stdout
+    );
+    let run = tokenops_with_config(
+        home.path(),
+        &[("TOKENOPS_CONTEXT", "other")],
+        &["context", "--current"],
+    )
+    .await
+    .ok();
     assert_eq!(run.stdout.trim(), "other");
 
     // A token written in the file itself is refused, without echoing it.
@@ -953,7 +1064,17 @@ async fn a_date_alone_expires_at_the_end_of_that_day_and_weeks_are_durations() {
     let date = day.format("%Y-%m-%d").to_string();
     let doc = tokenops(
         &server,
-        &["-o", "json", "token", "create", "until-a-date", "--role", "read-only", "--expires-at", &date],
+        &[
+            "-o",
+            "json",
+            "token",
+            "create",
+            "until-a-date",
+            "--role",
+            "read-only",
+            "--expires-at",
+            &date,
+        ],
         None,
     )
     .await
@@ -963,19 +1084,30 @@ async fn a_date_alone_expires_at_the_end_of_that_day_and_weeks_are_durations() {
 
     let doc = tokenops(
         &server,
-        &["-o", "json", "token", "create", "two-weeks", "--role", "read-only", "--lifetime", "2w"],
+        &[
+            "-o",
+            "json",
+            "token",
+            "create",
+            "two-weeks",
+            "--role",
+            "read-only",
+            "--lifetime",
+            "2w",
+        ],
         None,
     )
     .await
     .ok()
     .json();
-    let at = |k: &str| {
-        chrono::DateTime::parse_from_rfc3339(doc["token"][k].as_str().unwrap()).unwrap()
-    };
+    let at =
+        |k: &str| chrono::DateTime::parse_from_rfc3339(doc["token"][k].as_str().unwrap()).unwrap();
     let lived = at("expires_at") - at("created_at");
     assert!((lived.num_seconds() - 14 * 86_400).abs() <= 2, "{lived}");
 
-    let help = tokenops(&server, &["token", "create", "--help"], None).await.ok();
+    let help = tokenops(&server, &["token", "create", "--help"], None)
+        .await
+        .ok();
     assert!(help.stdout.contains("end of that day"), "{}", help.stdout);
 }
 
@@ -984,9 +1116,14 @@ async fn audit_is_newest_first_with_since_limit_and_actor_names() {
     let server = TestServer::sqlite().await;
     let (first, _) = create(&server, "first", &[]).await;
     let (second, _) = create(&server, "second", &[]).await;
-    tokenops(&server, &["token", "revoke", &second], None).await.ok();
+    tokenops(&server, &["token", "revoke", &second], None)
+        .await
+        .ok();
 
-    let doc = tokenops(&server, &["audit", "-o", "json"], None).await.ok().json();
+    let doc = tokenops(&server, &["audit", "-o", "json"], None)
+        .await
+        .ok()
+        .json();
     let items = doc["items"].as_array().unwrap();
     assert!(items.len() >= 3, "{doc}");
     let times: Vec<&str> = items.iter().map(|e| e["at"].as_str().unwrap()).collect();
@@ -995,26 +1132,49 @@ async fn audit_is_newest_first_with_since_limit_and_actor_names() {
     assert_eq!(times, sorted, "newest first");
     assert_eq!(items[0]["action"], "token.revoke");
 
-    let run = tokenops(&server, &["audit", "--limit", "1"], None).await.ok();
+    let run = tokenops(&server, &["audit", "--limit", "1"], None)
+        .await
+        .ok();
     let lines: Vec<&str> = run.stdout.lines().collect();
     assert_eq!(lines.len(), 2, "{}", run.stdout);
-    assert!(lines[1].contains("token.revoke") && lines[1].contains(&second), "{}", run.stdout);
-    assert!(lines[1].contains("test-owner"), "the actor by name: {}", run.stdout);
+    assert!(
+        lines[1].contains("token.revoke") && lines[1].contains(&second),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        lines[1].contains("test-owner"),
+        "the actor by name: {}",
+        run.stdout
+    );
 
-    let run = tokenops(&server, &["audit", "--token-id", "first"], None).await.ok();
-    assert!(run.stdout.contains(&first) && !run.stdout.contains(&second), "{}", run.stdout);
+    let run = tokenops(&server, &["audit", "--token-id", "first"], None)
+        .await
+        .ok();
+    assert!(
+        run.stdout.contains(&first) && !run.stdout.contains(&second),
+        "{}",
+        run.stdout
+    );
 
     let doc = tokenops(&server, &["audit", "--since", "1h", "-o", "json"], None)
         .await
         .ok()
         .json();
     assert_eq!(doc["items"].as_array().unwrap().len(), items.len());
-    let future = (chrono::Utc::now() + chrono::TimeDelta::days(2)).format("%Y-%m-%d").to_string();
-    let run = tokenops(&server, &["audit", "--since", &future], None).await.ok();
+    let future = (chrono::Utc::now() + chrono::TimeDelta::days(2))
+        .format("%Y-%m-%d")
+        .to_string();
+    let run = tokenops(&server, &["audit", "--since", &future], None)
+        .await
+        .ok();
     assert_eq!(run.stdout.trim(), "No audit events found.");
 
     // A caller that may read the log but not list tokens sees actors as ids.
-    let owner_id = tokenops(&server, &["whoami", "-o", "name"], None).await.ok().stdout;
+    let owner_id = tokenops(&server, &["whoami", "-o", "name"], None)
+        .await
+        .ok()
+        .stdout;
     let (_, auditor) = create(&server, "auditor", &["--scope", "audit:read"]).await;
     let run = tokenops_as(&server, &auditor, &["audit", "--limit", "1"], None)
         .await
@@ -1032,7 +1192,9 @@ async fn not_tokenops_server() -> String {
     let url = format!("http://{}", listener.local_addr().unwrap());
     tokio::spawn(async move {
         loop {
-            let Ok((mut socket, _)) = listener.accept().await else { return };
+            let Ok((mut socket, _)) = listener.accept().await else {
+                return;
+            };
             tokio::spawn(async move {
                 use tokio::io::AsyncReadExt;
                 let mut buf = vec![0u8; 16 * 1024];
@@ -1064,7 +1226,10 @@ async fn a_wrong_endpoint_is_reported_with_the_url_tried() {
                 .output()
                 .await
                 .unwrap();
-            (out.status.code().unwrap(), String::from_utf8(out.stderr).unwrap())
+            (
+                out.status.code().unwrap(),
+                String::from_utf8(out.stderr).unwrap(),
+            )
         }
     };
 
@@ -1072,14 +1237,21 @@ async fn a_wrong_endpoint_is_reported_with_the_url_tried() {
     let (code, stderr) = with_endpoint(format!("{}/v1", server.url()), &["token", "list"]).await;
     assert_eq!(code, 6, "{stderr}");
     assert!(stderr.contains("no tokenops server answers"), "{stderr}");
-    assert!(stderr.contains(&format!("{}/v1/v1/verify", server.url())), "{stderr}");
+    assert!(
+        stderr.contains(&format!("{}/v1/v1/verify", server.url())),
+        "{stderr}"
+    );
     assert!(stderr.contains("without /v1"), "{stderr}");
 
     // Another web server.
     let other = not_tokenops_server().await;
-    let (code, stderr) = with_endpoint(other.clone(), &["token", "get", "tok_0000000000000000"]).await;
+    let (code, stderr) =
+        with_endpoint(other.clone(), &["token", "get", "tok_0000000000000000"]).await;
     assert_eq!(code, 6, "not the not-found code: {stderr}");
-    assert!(stderr.contains(&other) && stderr.contains("404"), "{stderr}");
+    assert!(
+        stderr.contains(&other) && stderr.contains("404"),
+        "{stderr}"
+    );
 
     // No scheme.
     let bare = server.url().trim_start_matches("http://").to_string();
@@ -1088,7 +1260,8 @@ async fn a_wrong_endpoint_is_reported_with_the_url_tried() {
     assert!(stderr.contains(&format!("http://{bare}")), "{stderr}");
 
     // The right server still says not found for a token it does not have.
-    let (code, stderr) = with_endpoint(server.url(), &["token", "get", "tok_0000000000000000"]).await;
+    let (code, stderr) =
+        with_endpoint(server.url(), &["token", "get", "tok_0000000000000000"]).await;
     assert_eq!(code, 3, "{stderr}");
 }
 
@@ -1114,7 +1287,9 @@ async fn update_with_nothing_to_change_is_a_usage_error() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn help_puts_global_options_last_and_usage_lines_show_no_connection_flags() {
     let server = TestServer::sqlite().await;
-    let run = tokenops(&server, &["token", "create", "--help"], None).await.ok();
+    let run = tokenops(&server, &["token", "create", "--help"], None)
+        .await
+        .ok();
     let own = run.stdout.find("--role").unwrap();
     let heading = run.stdout.find("Global options:").unwrap();
     let token = run.stdout.find("--token <TOKEN>").unwrap();
@@ -1123,21 +1298,44 @@ async fn help_puts_global_options_last_and_usage_lines_show_no_connection_flags(
     // still shows only what the command needs.
     let run = tokenops(&server, &["token", "create"], None).await;
     assert_eq!(run.code, 2);
-    let usage = run.stderr.lines().find(|l| l.starts_with("Usage:")).unwrap();
-    assert!(!usage.contains("--endpoint") && !usage.contains("--token"), "{usage}");
+    let usage = run
+        .stderr
+        .lines()
+        .find(|l| l.starts_with("Usage:"))
+        .unwrap();
+    assert!(
+        !usage.contains("--endpoint") && !usage.contains("--token"),
+        "{usage}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn policy_shows_what_the_server_allows() {
     let server = TestServer::sqlite().await;
     let run = tokenops(&server, &["policy"], None).await.ok();
-    for expected in ["token prefix:", "tko", "max lifetime:", "ROLE", "token-admin", "read-only"] {
+    for expected in [
+        "token prefix:",
+        "tko",
+        "max lifetime:",
+        "ROLE",
+        "token-admin",
+        "read-only",
+    ] {
         assert!(run.stdout.contains(expected), "{expected}: {}", run.stdout);
     }
-    let doc = tokenops(&server, &["policy", "-o", "json"], None).await.ok().json();
+    let doc = tokenops(&server, &["policy", "-o", "json"], None)
+        .await
+        .ok()
+        .json();
     assert!(doc["roles"]["owner"]["permissions"].is_array(), "{doc}");
-    let run = tokenops(&server, &["policy", "-o", "name"], None).await.ok();
-    assert!(run.stdout.lines().any(|l| l == "accounting"), "{}", run.stdout);
+    let run = tokenops(&server, &["policy", "-o", "name"], None)
+        .await
+        .ok();
+    assert!(
+        run.stdout.lines().any(|l| l == "accounting"),
+        "{}",
+        run.stdout
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1146,7 +1344,12 @@ async fn bulk_revoke_names_the_ids_it_did_not_find_and_fails() {
     let (a, _) = create(&server, "a", &[]).await;
     let (b, _) = create(&server, "b", &[]).await;
     let typo = "tok_0000000000000000";
-    let run = tokenops(&server, &["token", "revoke", typo, &a, "b", "no-such-name"], None).await;
+    let run = tokenops(
+        &server,
+        &["token", "revoke", typo, &a, "b", "no-such-name"],
+        None,
+    )
+    .await;
     assert_eq!(run.code, 3, "{}{}", run.stdout, run.stderr);
     assert!(run.stdout.contains("Revoked 2 tokens"), "{}", run.stdout);
     assert!(
@@ -1167,11 +1370,17 @@ async fn bulk_revoke_names_the_ids_it_did_not_find_and_fails() {
     assert_eq!(doc["not_found"], serde_json::json!([typo]));
 
     // A selector never revokes the caller; what it left alone is said.
-    tokenops(&server, &["token", "update", "test-owner", "--label", "team=red"], None)
+    tokenops(
+        &server,
+        &["token", "update", "test-owner", "--label", "team=red"],
+        None,
+    )
+    .await
+    .ok();
+    let (c, _) = create(&server, "c", &["--label", "team=red"]).await;
+    let run = tokenops(&server, &["token", "revoke", "-l", "team=red"], None)
         .await
         .ok();
-    let (c, _) = create(&server, "c", &["--label", "team=red"]).await;
-    let run = tokenops(&server, &["token", "revoke", "-l", "team=red"], None).await.ok();
     assert!(run.stdout.contains("Revoked 1 token."), "{}", run.stdout);
     assert!(run.stdout.contains("Skipped"), "{}", run.stdout);
     // The caller still works, and the other token is revoked.
@@ -1188,32 +1397,43 @@ async fn revoked_tokens_are_listed_on_request_and_revoke_can_wait() {
     let server = TestServer::sqlite().await;
     let (gone, _) = create(&server, "gone", &[]).await;
     let (later, secret) = create(&server, "later", &[]).await;
-    tokenops(&server, &["token", "revoke", "gone"], None).await.ok();
+    tokenops(&server, &["token", "revoke", "gone"], None)
+        .await
+        .ok();
 
     let listed = |args: &'static [&'static str]| {
         let server = &server;
-        async move {
-            tokenops(server, args, None).await.ok().stdout
-        }
+        async move { tokenops(server, args, None).await.ok().stdout }
     };
     let default = listed(&["token", "list", "-o", "name"]).await;
-    assert!(!default.contains(&gone) && default.contains(&later), "{default}");
+    assert!(
+        !default.contains(&gone) && default.contains(&later),
+        "{default}"
+    );
     let revoked = listed(&["token", "list", "-o", "name", "--status", "revoked"]).await;
     assert_eq!(revoked.trim(), gone);
     let all = listed(&["token", "list", "-o", "name", "--all"]).await;
     assert!(all.contains(&gone) && all.contains(&later), "{all}");
 
-    let run = tokenops(&server, &["token", "revoke", "later", "--after", "1h"], None)
-        .await
-        .ok();
+    let run = tokenops(
+        &server,
+        &["token", "revoke", "later", "--after", "1h"],
+        None,
+    )
+    .await
+    .ok();
     assert!(run.stdout.contains("keeps working until"), "{}", run.stdout);
     let doc = tokenops(&server, &["token", "get", &later, "-o", "json"], None)
         .await
         .ok()
         .json();
-    let expires = chrono::DateTime::parse_from_rfc3339(doc["expires_at"].as_str().unwrap()).unwrap();
+    let expires =
+        chrono::DateTime::parse_from_rfc3339(doc["expires_at"].as_str().unwrap()).unwrap();
     let left = expires.to_utc() - chrono::Utc::now();
-    assert!(left.num_minutes() > 50 && left.num_minutes() <= 60, "{left}");
+    assert!(
+        left.num_minutes() > 50 && left.num_minutes() <= 60,
+        "{left}"
+    );
     let run = tokenops(&server, &["verify", &secret], None).await;
     assert_eq!(run.code, 0, "still works during the overlap");
 }

@@ -53,7 +53,8 @@ fn checkout(provider: &Path) -> tempfile::TempDir {
     std::fs::create_dir_all(dir.path().join("target/release")).unwrap();
     std::fs::copy(
         provider,
-        dir.path().join("target/release/terraform-provider-tokenops"),
+        dir.path()
+            .join("target/release/terraform-provider-tokenops"),
     )
     .unwrap();
     dir

@@ -242,7 +242,10 @@ mod tests {
             );
         }
         assert_eq!(parse_duration("1.5h").unwrap(), Duration::from_secs(5400));
-        assert_eq!(parse_duration("0.5w").unwrap(), Duration::from_secs(302_400));
+        assert_eq!(
+            parse_duration("0.5w").unwrap(),
+            Duration::from_secs(302_400)
+        );
         assert_eq!(parse_duration("250ms").unwrap(), Duration::from_millis(250));
         assert_eq!(parse_duration(".5s").unwrap(), Duration::from_millis(500));
         assert_eq!(parse_duration("3us").unwrap(), Duration::from_micros(3));
