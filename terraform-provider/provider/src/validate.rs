@@ -90,7 +90,7 @@ pub fn duration(attr: &str, value: &Value<String>, diags: &mut Diagnostics) -> O
                 attr.into(),
                 &format!("Invalid {attr}"),
                 format!(
-                    "{text:?} is not a duration: {e}. Use a Go-style duration such as \"720h\", \"30m\", \"1h30m\" or \"7d\"."
+                    "{text:?} is not a duration: {e}. Use a Go-style duration such as \"720h\", \"30m\", \"1h30m\", \"7d\" or \"2w\"."
                 ),
             );
             None
@@ -335,6 +335,25 @@ mod tests {
         assert!(rotate_before(&Value::Known("150%".into()), &mut diags).is_none());
         assert!(rotate_before(&Value::Known("33%".into()), &mut diags).is_some());
         assert_eq!(paths(&diags), ["lifetime", "grace_period", "rotate_before"]);
+    }
+
+    #[test]
+    fn weeks_are_durations_like_everywhere_else() {
+        let mut diags = Diagnostics::new();
+        let week = Duration::from_secs(7 * 86_400);
+        assert_eq!(
+            duration("lifetime", &Value::Known("2w".into()), &mut diags),
+            Some(week * 2)
+        );
+        assert_eq!(
+            duration("grace_period", &Value::Known("1w12h".into()), &mut diags),
+            Some(week + Duration::from_secs(12 * 3600))
+        );
+        assert!(matches!(
+            rotate_before(&Value::Known("1w".into()), &mut diags),
+            Some(RenewBefore::Duration(d)) if d == week
+        ));
+        assert!(diags.is_empty(), "{diags:?}");
     }
 
     #[test]
