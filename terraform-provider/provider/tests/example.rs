@@ -35,10 +35,18 @@ async fn the_example_configuration_applies_and_destroys() {
     let value = cicd["token"].as_str().unwrap().to_owned();
     let answer = api
         .verify(SecretString::from(value))
-        .permission("tokens:create")
+        .permission("deployments:write")
         .await
         .unwrap();
     assert_eq!(answer.code, VerifyCode::Valid);
+    // "*" is every product permission and no management permission.
+    let value = cicd["token"].as_str().unwrap().to_owned();
+    let answer = api
+        .verify(SecretString::from(value))
+        .permission("tokens:create")
+        .await
+        .unwrap();
+    assert_eq!(answer.code, VerifyCode::InsufficientPermissions);
     let monitoring = tf.attributes("tokenops_api_token.monitoring");
     assert_eq!(monitoring["resources"].as_array().unwrap().len(), 2);
     assert_eq!(
