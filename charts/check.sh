@@ -59,6 +59,18 @@ variants=(
 )
 
 status=0
+
+# scripts/images.sh tags the images with the charts' appVersion and names them
+# by image.repository: the tag must be the version the binaries print.
+workspace_version="$(sed -n '/^\[workspace.package\]/,/^\[/s/^version = "\(.*\)"$/\1/p' "$root/Cargo.toml")"
+for chart in tokenops-operator tokenops-server; do
+  app_version="$(sed -n 's/^appVersion: *"\{0,1\}\([^"]*\)"\{0,1\} *$/\1/p' "$root/charts/$chart/Chart.yaml")"
+  if [[ "$app_version" != "$workspace_version" ]]; then
+    echo "charts/$chart: appVersion $app_version is not the workspace version $workspace_version (the image tag)" >&2
+    status=1
+  fi
+done
+
 for chart in tokenops-operator tokenops-server; do
   echo "== helm lint $chart"
   "$helm" lint --strict "$root/charts/$chart"

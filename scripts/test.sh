@@ -27,6 +27,12 @@ if ! command -v nginx >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1 && [
     || echo "could not install nginx: the nginx test will be skipped (or fail in CI)"
 fi
 # --- end gateway ---
+# Web dashboard browser tests: Debian's Chromium and its WebDriver.
+if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; then
+  echo "== installing chromium and chromium-driver (dashboard browser tests)"
+  { apt-get update -qq && apt-get install -y -qq chromium chromium-driver >/dev/null; } \
+    || echo "could not install Chromium: the dashboard browser test will be skipped (or fail in CI)"
+fi
 
 echo "== building the workspace"
 cargo build --workspace --all-targets
@@ -44,6 +50,28 @@ if command -v initdb >/dev/null && command -v pg_ctl >/dev/null; then
 else
   echo "== PostgreSQL (initdb, pg_ctl) not found: PostgreSQL tests will be skipped (or fail in CI)"
 fi
+
+# --- container images (testing/images): podman + Debian's runc, then the
+# three images as OCI archives under target/images for the image tests.
+if { ! command -v podman >/dev/null || ! command -v runc >/dev/null; } \
+  && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+  echo "== installing podman and runc (apt-get)"
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq podman runc >/dev/null \
+    || echo "could not install podman: the image tests will be skipped (or fail in CI)"
+fi
+if command -v podman >/dev/null; then
+  echo "== container images: scripts/images.sh"
+  images_started=$SECONDS
+  if ! scripts/images.sh; then
+    [ "${CI:-}" = "true" ] && exit 1
+    rm -f "${CARGO_TARGET_DIR:-$root/target}"/images/*.oci.tar
+    echo "scripts/images.sh failed: the image tests will be skipped"
+  fi
+  echo "== container images took $((SECONDS - images_started))s"
+else
+  echo "== podman not found: the image tests will be skipped (or fail in CI)"
+fi
+# --- end container images
 
 for check in charts/check.sh; do
   if [ -x "$check" ]; then

@@ -2,7 +2,8 @@
 # policy, plus a short-lived token that exists only while Terraform runs.
 #
 #   export TOKENOPS_ENDPOINT=https://tokens.example.com
-#   export TOKENOPS_TOKEN=tko_...        # a management token (owner or token-admin)
+#   export TOKENOPS_TOKEN=tko_...        # a token-admin token: it manages product tokens of any
+#                                        # scope; automation needs no owner token
 #   terraform apply
 #
 # Run `terraform apply` on a schedule (e.g. daily): once a token's rotation
@@ -49,11 +50,12 @@ locals {
   }
 }
 
-# The CI/CD pipeline deploys everything, so it gets the owner role.
+# The CI/CD pipeline deploys everything, so it may call every product API
+# ("*" never reaches token management: that stays with token-admin and owner).
 resource "tokenops_api_token" "cicd" {
   name          = "ci-cd-deployer"
   description   = "Used by the deployment pipeline"
-  role          = "owner"
+  scopes        = ["*"]
   lifetime      = local.rotation.lifetime
   rotate_before = local.rotation.rotate_before
   grace_period  = local.rotation.grace_period
@@ -95,7 +97,7 @@ resource "tokenops_api_token" "accounting" {
 # revoked when Terraform is done with it.
 ephemeral "tokenops_api_token" "smoke_test" {
   name     = "terraform-smoke-test"
-  role     = "read-only"
+  scopes   = ["tokens:read"] # reads token metadata: a management permission, named
   lifetime = "15m"
 }
 

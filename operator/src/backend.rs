@@ -49,11 +49,7 @@ impl BackendLocation {
 
     /// `<kind>/<namespace>/<name>`, as recorded in `status.backend`.
     pub fn id(&self) -> String {
-        let kind = match self.kind {
-            BackendKind::TokenBackend => "TokenBackend",
-            BackendKind::ClusterTokenBackend => "ClusterTokenBackend",
-        };
-        format!("{kind}/{}/{}", self.namespace, self.name)
+        format!("{}/{}/{}", self.kind.as_str(), self.namespace, self.name)
     }
 
     /// Parses an id written by [`BackendLocation::id`].

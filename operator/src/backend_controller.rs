@@ -50,7 +50,10 @@ async fn check(
             )
         }
         Err(e) => {
-            ctx.metrics.failed("TokenBackend", e.metric_label());
+            // The message names the backend, its URL's host and what failed;
+            // never a credential (see `BackendLocation` and `Error`).
+            tracing::warn!(backend = %loc.id(), reason = e.metric_label(), error = %e, retry_in = ?RETRY, "backend check failed");
+            ctx.metrics.failed(loc.kind.as_str(), e.metric_label());
             (
                 ConditionStatus::False,
                 e.condition_reason().to_string(),

@@ -1,6 +1,15 @@
-//! The `ApiToken` controller: `reconcile()` only wraps the finalizer helper and
-//! hands off to [`apply`] (dereference → validate → observe → decide → act)
-//! or [`cleanup`] (revoke or retain).
+//! The `ApiToken` controller: `reconcile()` hands off to [`apply`] (finalizer →
+//! dereference → validate → observe → decide → act) or, once deletion is
+//! requested, to [`cleanup`] (revoke or retain) and the finalizer's removal.
+//!
+//! # The finalizer and a watch cache that is behind
+//!
+//! The finalizer is added with a JSON patch that tests the list it extends (so
+//! no other controller's finalizer is lost), against the object as read in this
+//! reconcile, not as the watch cache last saw it. A test that still fails means
+//! the object changed meanwhile: the watch brings the newer copy and wakes the
+//! `ApiToken` again, so that is not an error. Once added, the same reconcile goes
+//! on to issue the token.
 //!
 //! # Deletion never wedges a namespace
 //!
@@ -25,7 +34,6 @@ use kube::api::{Patch, PatchParams};
 use kube::core::PartialObjectMeta;
 use kube::runtime::controller::{Action, Config as ControllerConfig, Controller};
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
-use kube::runtime::finalizer::{Event as Finalizer, finalizer};
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
 use kube::{Api, Resource, ResourceExt};
@@ -345,14 +353,18 @@ pub async fn reconcile(tok: Arc<ApiToken>, ctx: Arc<Context>) -> Result<Action> 
         .ok_or(Error::MissingField("metadata.namespace"))?;
     let key = Context::failure_key(&tok);
     let api: Api<ApiToken> = Api::namespaced(ctx.client.clone(), &ns);
-    let result = finalizer(&api, FINALIZER, tok, |event| async {
-        match event {
-            Finalizer::Apply(tok) => apply(&tok, &ctx).await,
-            Finalizer::Cleanup(tok) => cleanup(&tok, &ctx).await,
-        }
-    })
-    .await
-    .map_err(|e| Error::Finalizer(Box::new(e)));
+    let result = match (
+        tok.metadata.deletion_timestamp.is_some(),
+        tok.finalizers().iter().position(|f| f == FINALIZER),
+    ) {
+        (false, _) => apply(&tok, &ctx).await,
+        (true, Some(index)) => match cleanup(&tok, &ctx).await {
+            Ok(action) => remove_finalizer(&api, &tok, index).await.map(|()| action),
+            Err(e) => Err(e),
+        },
+        // Not ours to hold any more.
+        (true, None) => Ok(Action::await_change()),
+    };
     ctx.metrics
         .duration
         .observe(started.elapsed().as_secs_f64());
@@ -363,6 +375,62 @@ pub async fn reconcile(tok: Arc<ApiToken>, ctx: Arc<Context>) -> Result<Action> 
             .remove(&key);
     }
     result
+}
+
+/// `tok` with the finalizer: as it is, or as the patch that adds it left it;
+/// `None` when the object changed since it was read (a newer copy is on its way).
+async fn add_finalizer(tok: ApiToken, ctx: &Context) -> Result<Option<ApiToken>> {
+    if tok.finalizers().iter().any(|f| f == FINALIZER) {
+        return Ok(Some(tok));
+    }
+    let api: Api<ApiToken> =
+        Api::namespaced(ctx.client.clone(), &tok.namespace().unwrap_or_default());
+    let patch = if tok.finalizers().is_empty() {
+        json!([
+            {"op": "test", "path": "/metadata/finalizers", "value": null},
+            {"op": "add", "path": "/metadata/finalizers", "value": [FINALIZER]},
+        ])
+    } else {
+        json!([
+            {"op": "test", "path": "/metadata/finalizers", "value": tok.finalizers()},
+            {"op": "add", "path": "/metadata/finalizers/-", "value": FINALIZER},
+        ])
+    };
+    let patch: json_patch::Patch = serde_json::from_value(patch).expect("a valid JSON patch");
+    match api
+        .patch(
+            &tok.name_any(),
+            &PatchParams::default(),
+            &Patch::Json::<()>(patch),
+        )
+        .await
+    {
+        Ok(patched) => Ok(Some(patched)),
+        Err(kube::Error::Api(e)) if e.code == 422 => {
+            tracing::debug!(apitoken = %Context::failure_key(&tok), "finalizers changed meanwhile; waiting for the newer copy");
+            Ok(None)
+        }
+        Err(e) => Err(Error::Finalizer(e)),
+    }
+}
+
+/// Removes the finalizer at `index`, testing that it is still ours there (a
+/// failed test is retried with the newer copy, as any failed reconcile).
+async fn remove_finalizer(api: &Api<ApiToken>, tok: &ApiToken, index: usize) -> Result<()> {
+    let path = format!("/metadata/finalizers/{index}");
+    let patch: json_patch::Patch = serde_json::from_value(json!([
+        {"op": "test", "path": path, "value": FINALIZER},
+        {"op": "remove", "path": path},
+    ]))
+    .expect("a valid JSON patch");
+    api.patch(
+        &tok.name_any(),
+        &PatchParams::default(),
+        &Patch::Json::<()>(patch),
+    )
+    .await
+    .map_err(Error::Finalizer)?;
+    Ok(())
 }
 
 /// Failed reconciles are retried with per-object exponential back-off (no hot loops).
@@ -397,6 +465,9 @@ pub async fn apply(cached: &ApiToken, ctx: &Context) -> Result<Action> {
                 _ => return Ok(Action::await_change()),
             }
         }
+    };
+    let Some(tok) = add_finalizer(tok, ctx).await? else {
+        return Ok(Action::await_change());
     };
     let tok = &tok;
     match apply_steps(tok, ctx, known).await {

@@ -21,7 +21,7 @@ pub enum Error {
     InvalidSpec(String),
 
     #[error("finalizer: {0}")]
-    Finalizer(#[source] Box<kube::runtime::finalizer::Error<Error>>),
+    Finalizer(#[source] kube::Error),
 
     #[error("object has no {0}")]
     MissingField(&'static str),
@@ -45,11 +45,7 @@ impl Error {
             Error::BackendNotFound { .. } => "backend_not_found",
             Error::Credentials(_) => "credentials",
             Error::InvalidSpec(_) => "invalid_spec",
-            Error::Finalizer(e) => match &**e {
-                kube::runtime::finalizer::Error::ApplyFailed(e)
-                | kube::runtime::finalizer::Error::CleanupFailed(e) => e.metric_label(),
-                _ => "finalizer",
-            },
+            Error::Finalizer(_) => "finalizer",
             Error::MissingField(_) => "missing_field",
         }
     }

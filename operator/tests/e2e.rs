@@ -5,6 +5,10 @@
 #[path = "e2e/support.rs"]
 mod support;
 
+#[path = "e2e/backends.rs"]
+mod backends;
+#[path = "e2e/burst.rs"]
+mod burst;
 #[path = "e2e/crash.rs"]
 mod crash;
 #[path = "e2e/credentials.rs"]
@@ -17,6 +21,8 @@ mod grace;
 mod replicas;
 #[path = "e2e/restart.rs"]
 mod restart;
+#[path = "e2e/validation.rs"]
+mod validation;
 
 use std::time::Duration;
 
@@ -59,7 +65,7 @@ async fn an_api_token_becomes_ready_with_a_secret_that_verifies_on_the_backend()
     assert!(!secret.annotations()["tokenops.dev/value-hash"].contains(&value));
 
     let on_backend = env.admin.get_token(&id).await.unwrap();
-    assert_eq!(on_backend.name, "team-a/exporter");
+    assert_eq!(on_backend.name, format!("{}/exporter", env.ns));
     assert_eq!(on_backend.role.as_deref(), Some("read-only"));
     assert_eq!(on_backend.labels["managed-by"], "tokenops-operator");
     assert_eq!(
@@ -87,6 +93,50 @@ async fn an_api_token_becomes_ready_with_a_secret_that_verifies_on_the_backend()
             .render()
             .contains("tokenops_operator_token_expiry_timestamp_seconds")
     );
+}
+
+/// `kubectl get apitokens` asks the API server for a `Table`: the server prints
+/// the columns. EXPIRES and RENEWAL must read as the future times they are.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_get_shows_expiry_and_renewal_as_future_times() {
+    let env = env().await;
+    env.create("printed", json!({"lifetime": "720h"})).await;
+    let status = env.ready("printed").await.status.unwrap();
+    let request = http::Request::get(format!(
+        "/apis/tokenops.dev/v1alpha1/namespaces/{}/apitokens",
+        env.ns
+    ))
+    .header(
+        "Accept",
+        "application/json;as=Table;v=v1;g=meta.k8s.io,application/json",
+    )
+    .body(Vec::new())
+    .unwrap();
+    let table: serde_json::Value =
+        serde_json::from_str(&env.client.request_text(request).await.unwrap()).unwrap();
+    assert_eq!(table["kind"], "Table", "{table}");
+    let names: Vec<&str> = table["columnDefinitions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        ["Name", "Ready", "Token", "Expires", "Renewal", "Age"]
+    );
+    let cells = &table["rows"][0]["cells"];
+    let printed = |column: usize| -> chrono::DateTime<Utc> {
+        let cell = cells[column].as_str().unwrap_or_default();
+        chrono::DateTime::parse_from_rfc3339(cell)
+            .unwrap_or_else(|_| panic!("{cell:?} is not a time (cells {cells})"))
+            .with_timezone(&Utc)
+    };
+    assert_eq!(cells[0], "printed");
+    assert_eq!(cells[1], "True");
+    assert_eq!(printed(3), status.expires_at.unwrap());
+    assert_eq!(printed(4), status.renewal_time.unwrap());
+    assert!(printed(4) > Utc::now() && printed(3) > printed(4));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

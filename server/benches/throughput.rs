@@ -5,14 +5,19 @@
 //!   (the ratio shows what verification costs);
 //! * token creation on SQLite and on PostgreSQL;
 //! * malformed vs valid values through the verifier itself (no HTTP), and over HTTP;
-//! * resident memory of the server with 100,000 tokens stored and verified.
+//! * unknown (well-formed, in no token) vs valid values over HTTP: the
+//!   negative cache makes a value seen recently cost no storage read;
+//! * resident memory of the server with 100,000 tokens stored and verified;
+//! * `/healthz` latency for one client while 1,000 idle keep-alive
+//!   connections are held open.
 //!
 //! The server is the real release binary in its own process; the load
 //! generator is this process. `/healthz` and verify alternate over five
 //! rounds and the median round is reported. Set `BENCH_TOKENS` /
 //! `BENCH_SECONDS` to scale, and `BENCH_EXTRA_POLICY` to add lines to the
 //! server's policy file (e.g. `cache_ttl = "1ms"` to see verification
-//! without its cache).
+//! without its cache). `BENCH_SERVER_BIN` runs another build of the server
+//! (e.g. one of `main`, to compare) under the same load generator.
 
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
@@ -26,6 +31,7 @@ use tokio::net::TcpStream;
 
 const CONNECTIONS: usize = 32;
 const ROUNDS: usize = 5;
+const IDLE_CONNECTIONS: usize = 1_000;
 
 fn env_num(name: &str, default: u64) -> u64 {
     std::env::var(name)
@@ -42,7 +48,7 @@ struct ServerProcess {
 impl ServerProcess {
     fn start(database: &str, config: &std::path::Path) -> ServerProcess {
         let port = tokenops_testkit::procfs::free_port();
-        let child = Command::new(env!("CARGO_BIN_EXE_tokenops-server"))
+        let child = Command::new(server_bin())
             .args([
                 "serve",
                 "--database",
@@ -77,8 +83,14 @@ impl ServerProcess {
     }
 }
 
+/// The server binary under test: this build's, or `BENCH_SERVER_BIN`.
+fn server_bin() -> String {
+    std::env::var("BENCH_SERVER_BIN")
+        .unwrap_or_else(|_| env!("CARGO_BIN_EXE_tokenops-server").to_string())
+}
+
 fn bootstrap(database: &str, config: &std::path::Path) -> String {
-    let out = Command::new(env!("CARGO_BIN_EXE_tokenops-server"))
+    let out = Command::new(server_bin())
         .args(["bootstrap", "--database", database])
         .arg("--config")
         .arg(config)
@@ -318,6 +330,50 @@ fn verifier_only(database: &str, values: &[String], secs: f64) -> (f64, f64) {
     })
 }
 
+/// Raises this process's soft limit on open files to the hard limit (the
+/// idle-connection phase holds over 1,000 sockets); returns the limit.
+fn raise_open_files() -> u64 {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    let (soft, hard) = getrlimit(Resource::RLIMIT_NOFILE).expect("open-file limit");
+    if soft < hard {
+        setrlimit(Resource::RLIMIT_NOFILE, hard, hard).expect("raise the open-file limit");
+    }
+    getrlimit(Resource::RLIMIT_NOFILE).map_or(soft, |(s, _)| s)
+}
+
+/// Opens `n` keep-alive connections, each answered once and then left idle.
+async fn hold_idle_connections(port: u16, n: usize) -> Vec<Conn> {
+    let mut held = Vec::with_capacity(n);
+    for _ in 0..n {
+        let mut c = Conn::open(port).await;
+        assert_eq!(c.send(get("/healthz")).await.0, 200);
+        held.push(c);
+    }
+    held
+}
+
+/// One client's sequential `/healthz` requests for `secs`: latency percentiles.
+async fn lone_client(port: u16, secs: f64) -> Run {
+    let mut conn = Conn::open(port).await;
+    let start = Instant::now();
+    let deadline = start + Duration::from_secs_f64(secs);
+    let mut lat = Vec::with_capacity(100_000);
+    while Instant::now() < deadline {
+        let t = Instant::now();
+        assert_eq!(conn.send(get("/healthz")).await.0, 200);
+        lat.push(t.elapsed().as_micros() as u64);
+    }
+    let seconds = start.elapsed().as_secs_f64();
+    lat.sort_unstable();
+    let pct = |p: f64| lat[((lat.len() as f64 * p) as usize).min(lat.len() - 1)];
+    Run {
+        requests: lat.len() as u64,
+        seconds,
+        p50_us: pct(0.50),
+        p99_us: pct(0.99),
+    }
+}
+
 fn main() {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -340,8 +396,10 @@ async fn run() {
         ),
     )
     .unwrap();
+    let open_files = raise_open_files();
     println!(
-        "tokenops-server benchmark: {tokens} tokens, {secs}s per load phase, {CONNECTIONS} keep-alive connections, 2 cores shared by server and load generator\n"
+        "tokenops-server benchmark: {tokens} tokens, {secs}s per load phase, {CONNECTIONS} keep-alive connections, 2 cores shared by server and load generator, open-file limit {open_files}, server {}\n",
+        server_bin()
     );
 
     // --- SQLite ---
@@ -430,7 +488,49 @@ async fn run() {
         Arc::new(move |i| post_bytes("/v1/verify", b[(i % n) as usize].clone())),
     )
     .await;
+    // Unknown values: well-formed, checksum right, in no token. Each is seen
+    // once, then the load repeats them (what a scanner or a client with a
+    // dead token does) right after a valid load of the same length.
+    let unknown_bodies: Arc<Vec<Bytes>> = Arc::new(
+        (0..10_000)
+            .map(|_| {
+                Bytes::from(format!(
+                    r#"{{"token":"{}"}}"#,
+                    tokenops_types::secret::generate("tko")
+                ))
+            })
+            .collect(),
+    );
+    let un = unknown_bodies.len() as u64;
+    let b = unknown_bodies.clone();
+    load(
+        port,
+        2.0,
+        200,
+        Arc::new(move |i| post_bytes("/v1/verify", b[(i % un) as usize].clone())),
+    )
+    .await;
+    let b = bodies.clone();
+    let valid_again = load(
+        port,
+        secs,
+        200,
+        Arc::new(move |i| post_bytes("/v1/verify", b[(i * 7919 % n) as usize].clone())),
+    )
+    .await;
+    let b = unknown_bodies.clone();
+    let unknown_http = load(
+        port,
+        secs,
+        200,
+        Arc::new(move |i| post_bytes("/v1/verify", b[(i * 7919 % un) as usize].clone())),
+    )
+    .await;
     let rss_full = server.rss_mb();
+    let alone = lone_client(port, secs.min(4.0)).await;
+    let held = hold_idle_connections(port, IDLE_CONNECTIONS).await;
+    let beside_idle = lone_client(port, secs).await;
+    drop(held);
     server.stop();
     let (valid_core, malformed_core) = {
         let (db, values) = (db.clone(), values.clone());
@@ -481,6 +581,12 @@ async fn run() {
         "| `POST /v1/verify` (malformed) over HTTP | {:.0} req/s | — |",
         malformed_http.rate()
     );
+    println!(
+        "| `POST /v1/verify` (unknown, seen before) vs valid in the same run | {:.0} vs {:.0} req/s = {:.0}% | ≥ 50% |",
+        unknown_http.rate(),
+        valid_again.rate(),
+        100.0 * unknown_http.rate() / valid_again.rate()
+    );
     println!("| verifier alone, one thread: valid | {valid_core:.0} checks per CPU-second | — |");
     println!(
         "| verifier alone, one thread: malformed | {malformed_core:.0} checks per CPU-second ({:.1}× valid) | ≥ 5× |",
@@ -494,5 +600,17 @@ async fn run() {
     println!(
         "| server RSS: empty / {} tokens stored and verified | {rss_empty:.1} MB / {rss_full:.1} MB | ≤ 100 MB |",
         values.len()
+    );
+    println!(
+        "| `/healthz`, one client alone | {:.0} req/s, p50 {} µs, p99 {} µs | — |",
+        alone.rate(),
+        alone.p50_us,
+        alone.p99_us
+    );
+    println!(
+        "| `/healthz`, one client beside {IDLE_CONNECTIONS} idle keep-alive connections | {:.0} req/s, p50 {} µs, p99 {} µs | p99 < 10 ms |",
+        beside_idle.rate(),
+        beside_idle.p50_us,
+        beside_idle.p99_us
     );
 }

@@ -93,6 +93,25 @@ impl Role {
 /// remaining lifetime when they issue tokens.
 pub const OWNER_PERMISSIONS: [&str; 3] = ["*", "tokens:*", "audit:read"];
 
+/// The web dashboard's settings (`[ui]` in the config file).
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct UiSettings {
+    /// Whether `/ui/` is served (`serve --ui=false` turns it off).
+    pub enabled: bool,
+    /// A dashboard session ends after this long without a request.
+    pub idle_timeout: GoDuration,
+}
+
+impl Default for UiSettings {
+    fn default() -> Self {
+        UiSettings {
+            enabled: true,
+            idle_timeout: GoDuration(Duration::from_secs(30 * 60)),
+        }
+    }
+}
+
 /// The policy every token request is checked against.
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
@@ -129,6 +148,8 @@ pub struct Policy {
     /// How long revoked and expired tokens are kept before they are deleted
     /// (their audit events stay).
     pub retention: GoDuration,
+    /// The web dashboard.
+    pub ui: UiSettings,
 }
 
 impl Default for Policy {
@@ -162,6 +183,7 @@ impl Default for Policy {
             hash_key: None,
             sqlite_synchronous: SqliteSync::Normal,
             retention: GoDuration(Duration::from_secs(30 * 86_400)),
+            ui: UiSettings::default(),
         }
     }
 }
@@ -233,6 +255,9 @@ impl Policy {
         }
         if self.last_used_flush_interval.0.is_zero() {
             bail!("last_used_flush_interval: must be greater than zero");
+        }
+        if self.ui.idle_timeout.0.is_zero() {
+            bail!("ui.idle_timeout: must be greater than zero");
         }
         Ok(())
     }

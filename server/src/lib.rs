@@ -19,6 +19,7 @@ pub mod serve;
 pub mod service;
 pub mod state;
 pub mod store;
+pub mod ui;
 pub mod validate;
 pub mod verify;
 
@@ -74,7 +75,13 @@ pub fn app(state: AppState) -> Router {
         metrics_route,
         authorize_route,
     ] = ROUTES;
+    let dashboard = if state.policy.ui.enabled {
+        ui::router()
+    } else {
+        Router::new()
+    };
     Router::new()
+        .merge(dashboard)
         .route(tokens, post(api::create_token).get(api::list_tokens))
         .route(bulk_revoke, post(api::bulk_revoke))
         .route(
@@ -118,9 +125,19 @@ pub struct Server {
 }
 
 impl Server {
-    /// Opens storage, binds `config.listen` and serves until [`Server::stop`].
+    /// Opens storage, binds `config.listen` and serves until [`Server::stop`],
+    /// with the HTTP edge's default limits.
     pub async fn start(config: ServerConfig) -> anyhow::Result<Server> {
+        Self::start_with(config, serve::HttpSettings::default()).await
+    }
+
+    /// [`Server::start`] with the HTTP edge's limits given.
+    pub async fn start_with(
+        config: ServerConfig,
+        http: serve::HttpSettings,
+    ) -> anyhow::Result<Server> {
         config.policy.check()?;
+        http.check()?;
         let store = Store::connect(&config.database, config.policy.sqlite_synchronous).await?;
         let listener = TcpListener::bind(config.listen)
             .await
@@ -128,14 +145,13 @@ impl Server {
         let addr = listener.local_addr()?;
         let state = AppState::new(store, config.policy);
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        let task = tokio::spawn(run(
-            listener,
-            state.clone(),
-            serve::default_threads(),
-            async move {
+        let serving = state.clone();
+        let task = tokio::spawn(async move {
+            run(listener, serving, &http, async move {
                 let _ = rx.await;
-            },
-        ));
+            })
+            .await
+        });
         Ok(Server {
             addr,
             state,
@@ -158,11 +174,12 @@ impl Server {
     }
 }
 
-/// Serves on `listener` until `shutdown` resolves, then drains and flushes.
+/// Serves on `listener` until `shutdown` resolves, then drains (up to the
+/// shutdown deadline) and flushes.
 pub async fn run(
     listener: TcpListener,
     state: AppState,
-    http_threads: usize,
+    http: &serve::HttpSettings,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     state
@@ -208,7 +225,7 @@ pub async fn run(
             }
         }
     });
-    let mut connections = serve::Connections::start(app(state.clone()), http_threads);
+    let mut connections = serve::Connections::start(app(state.clone()), http);
     let drained = match &mut connections {
         Ok(connections) => connections.drain(listener, shutdown).await,
         Err(e) => Err(std::io::Error::other(format!(

@@ -193,15 +193,35 @@ fn row_to_audit(row: &AnyRow) -> anyhow::Result<AuditEvent> {
     })
 }
 
-/// Turns `--database` into a sqlx URL: a plain path means a SQLite file.
+/// The sqlx URL for `--database`. A PostgreSQL URL is used as given. SQLite
+/// is opened read-write and the file created when missing, whether it is
+/// named by a plain path or by a URL (`sqlite:///abs/path`, `sqlite://rel`,
+/// `sqlite:rel`), unless the URL sets its own `mode` or is in memory.
 pub fn database_url(database: &str) -> String {
-    if database.starts_with("postgres://")
-        || database.starts_with("postgresql://")
-        || database.starts_with("sqlite:")
-    {
+    if database.starts_with("postgres://") || database.starts_with("postgresql://") {
+        return database.to_string();
+    }
+    if !database.starts_with("sqlite:") {
+        // A plain path: `%`, `?` and `#` would be read as URL syntax.
+        let mut path = String::with_capacity(database.len());
+        for c in database.chars() {
+            match c {
+                '%' => path.push_str("%25"),
+                '?' => path.push_str("%3F"),
+                '#' => path.push_str("%23"),
+                c => path.push(c),
+            }
+        }
+        return format!("sqlite:{path}?mode=rwc");
+    }
+    let query = database.split_once('?').map_or("", |(_, q)| q);
+    let sets_mode = query.split('&').any(|kv| kv.starts_with("mode="));
+    if sets_mode || database.contains(":memory:") {
         database.to_string()
+    } else if query.is_empty() {
+        format!("{}?mode=rwc", database.trim_end_matches('?'))
     } else {
-        format!("sqlite://{database}?mode=rwc")
+        format!("{database}&mode=rwc")
     }
 }
 
@@ -251,10 +271,83 @@ impl Store {
                 })
             });
         }
-        let pool = opts
-            .connect(&url)
-            .await
-            .with_context(|| format!("cannot open the database ({})", redact_url(&url)))?;
+        let failed = |e: sqlx::Error| {
+            let why = match engine {
+                Engine::Sqlite => sqlite_failure(&url, &e),
+                Engine::Postgres => None,
+            };
+            let what = format!("cannot open the database {}", redact_url(database));
+            match why {
+                Some(why) => anyhow::anyhow!("{what}: {why}"),
+                None => anyhow::Error::new(e).context(what),
+            }
+        };
+        if engine == Engine::Sqlite {
+            // One connection first: the pool retries a connection whose
+            // set-up fails (a file that is not a database) until it times out.
+            use sqlx::Connection;
+            let probe = async {
+                let mut conn = sqlx::AnyConnection::connect(&url).await?;
+                conn.execute("PRAGMA journal_mode = WAL").await?;
+                conn.close().await
+            };
+            probe.await.map_err(failed)?;
+        }
+        let pool = opts.connect(&url).await.map_err(failed)?;
+
+        /// Why SQLite could not open `url`, in words, when it can be told:
+        /// SQLite itself only says "unable to open database file".
+        fn sqlite_failure(url: &str, e: &sqlx::Error) -> Option<String> {
+            use std::str::FromStr;
+            if let sqlx::Error::Database(db) = e
+                && (db.code().as_deref() == Some("26") || db.message().contains("not a database"))
+            {
+                return Some("the file is not a SQLite database".to_string());
+            }
+            let options = sqlx::sqlite::SqliteConnectOptions::from_str(url).ok()?;
+            let path = options.get_filename();
+            let dir = match path.parent() {
+                Some(d) if !d.as_os_str().is_empty() => d,
+                _ => std::path::Path::new("."),
+            };
+            match std::fs::metadata(dir) {
+                Err(_) => return Some(format!("the directory {} does not exist", dir.display())),
+                Ok(m) if !m.is_dir() => {
+                    return Some(format!("{} is not a directory", dir.display()));
+                }
+                Ok(_) => {}
+            }
+            if path.is_dir() {
+                return Some(format!("{} is a directory", path.display()));
+            }
+            // Open it as SQLite would, to learn what the system refused.
+            let existed = path.exists();
+            let opened = std::fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create(true)
+                .truncate(false)
+                .open(path);
+            if !existed && opened.is_ok() {
+                let _ = std::fs::remove_file(path);
+            }
+            match opened {
+                Err(io) if io.kind() == std::io::ErrorKind::PermissionDenied => Some(format!(
+                    "permission denied: this user cannot {} {}",
+                    if existed {
+                        "read and write"
+                    } else {
+                        "create files in"
+                    },
+                    if existed { path } else { dir }.display()
+                )),
+                Err(io) if io.kind() == std::io::ErrorKind::ReadOnlyFilesystem => {
+                    Some(format!("{} is on a read-only file system", path.display()))
+                }
+                Err(io) => Some(format!("{}: {io}", path.display())),
+                Ok(_) => None,
+            }
+        }
         MIGRATOR
             .run(&pool)
             .await
@@ -277,6 +370,11 @@ impl Store {
         &self.url
     }
 
+    /// The pool, for tables kept by other modules (the dashboard's sessions).
+    pub(crate) fn pool(&self) -> &AnyPool {
+        &self.pool
+    }
+
     pub async fn close(&self) {
         self.pool.close().await;
     }
@@ -292,7 +390,7 @@ impl Store {
     }
 
     /// Waits for this process's turn to write (SQLite only); hold the guard until commit.
-    async fn write_turn(&self) -> Option<tokio::sync::OwnedMutexGuard<()>> {
+    pub(crate) async fn write_turn(&self) -> Option<tokio::sync::OwnedMutexGuard<()>> {
         match &self.write_gate {
             Some(gate) => Some(gate.clone().lock_owned().await),
             None => None,

@@ -1,5 +1,5 @@
 //! The one duration syntax of tokenops: Go-style strings such as `720h`,
-//! `30m`, `1h30m` or `1.5h`, with `d` (24 hours) also accepted.
+//! `30m`, `1h30m` or `1.5h`, with `d` (24 hours) and `w` (7 days) also accepted.
 //!
 //! The same parser serves the HTTP API, the `ApiToken` custom resource and the
 //! Terraform provider, so a value that is valid in one place is valid in all.
@@ -18,9 +18,9 @@ pub enum DurationError {
     Negative,
     #[error("expected a number before the unit at position {0}")]
     MissingNumber(usize),
-    #[error("missing unit after the number at position {0} (use one of ns, us, ms, s, m, h, d)")]
+    #[error("missing unit after the number at position {0} (use one of ns, us, ms, s, m, h, d, w)")]
     MissingUnit(usize),
-    #[error("unknown unit {0:?} (use one of ns, us, ms, s, m, h, d)")]
+    #[error("unknown unit {0:?} (use one of ns, us, ms, s, m, h, d, w)")]
     UnknownUnit(String),
     #[error("duration is too large")]
     Overflow,
@@ -36,15 +36,17 @@ const UNITS: &[(&str, u128)] = &[
     ("m", 60 * 1_000_000_000),
     ("h", 3_600 * 1_000_000_000),
     ("d", 86_400 * 1_000_000_000),
+    ("w", 7 * 86_400 * 1_000_000_000),
 ];
 
-/// Parses a Go-style duration (`"720h"`, `"1h30m"`, `"1.5h"`, `"7d"`, `"0"`).
+/// Parses a Go-style duration (`"720h"`, `"1h30m"`, `"1.5h"`, `"7d"`, `"2w"`, `"0"`).
 ///
 /// ```
 /// use std::time::Duration;
 /// use tokenops_types::parse_duration;
 /// assert_eq!(parse_duration("1h30m").unwrap(), Duration::from_secs(5400));
 /// assert_eq!(parse_duration("7d").unwrap(), Duration::from_secs(7 * 86400));
+/// assert_eq!(parse_duration("2w").unwrap(), Duration::from_secs(14 * 86400));
 /// assert!(parse_duration("5 minutes").is_err());
 /// ```
 pub fn parse_duration(input: &str) -> Result<Duration, DurationError> {
@@ -224,6 +226,10 @@ mod tests {
             ("90s", 90),
             ("1d", 86_400),
             ("7d12h", 7 * 86_400 + 12 * 3600),
+            ("1w", 7 * 86_400),
+            ("2w", 14 * 86_400),
+            ("1w2d", 9 * 86_400),
+            ("52w", 364 * 86_400),
             ("0", 0),
             ("0s", 0),
             ("+5m", 300),
@@ -236,6 +242,10 @@ mod tests {
             );
         }
         assert_eq!(parse_duration("1.5h").unwrap(), Duration::from_secs(5400));
+        assert_eq!(
+            parse_duration("0.5w").unwrap(),
+            Duration::from_secs(302_400)
+        );
         assert_eq!(parse_duration("250ms").unwrap(), Duration::from_millis(250));
         assert_eq!(parse_duration(".5s").unwrap(), Duration::from_millis(500));
         assert_eq!(parse_duration("3us").unwrap(), Duration::from_micros(3));
@@ -253,7 +263,11 @@ mod tests {
             Err(DurationError::UnknownUnit(_))
         ));
         assert!(matches!(
-            parse_duration("3w"),
+            parse_duration("3y"),
+            Err(DurationError::UnknownUnit(_))
+        ));
+        assert!(matches!(
+            parse_duration("3wk"),
             Err(DurationError::UnknownUnit(_))
         ));
         assert_eq!(

@@ -12,6 +12,8 @@ pub mod codes {
     pub const IDEMPOTENCY_KEY_REUSED: &str = "idempotency_key_reused";
     pub const RATE_LIMITED: &str = "rate_limited";
     pub const MALFORMED_JSON: &str = "malformed_json";
+    /// The request could not be read at the HTTP layer (e.g. a path that is not UTF-8).
+    pub const BAD_REQUEST: &str = "bad_request";
     pub const UNSUPPORTED_MEDIA_TYPE: &str = "unsupported_media_type";
     pub const PAYLOAD_TOO_LARGE: &str = "payload_too_large";
     pub const METHOD_NOT_ALLOWED: &str = "method_not_allowed";

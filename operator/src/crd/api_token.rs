@@ -12,8 +12,45 @@ use serde::{Deserialize, Serialize};
 
 use super::Condition;
 
-/// Go-style duration such as `720h`, `30m`, `1h30m` or `7d`.
-const DURATION_PATTERN: &str = r"^(0|([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h|d))+)$";
+/// Go-style duration such as `720h`, `30m`, `1h30m`, `7d` or `2w`: every unit the
+/// operator's parser (`tokenops_types::parse_duration`) accepts.
+const DURATION_PATTERN: &str = r"^(0|([0-9]+(\.[0-9]+)?(ns|us|µs|μs|ms|s|m|h|d|w))+)$";
+
+/// A CEL expression for the duration written in the string field `self.<field>`,
+/// read the way the operator's parser reads it. CEL's `duration()` knows Go's
+/// units only (up to `h`), so each `<n>d` or `<n>w` part is rewritten in
+/// nanoseconds first (`<n>` × 86,400 × 10⁹ or × 604,800 × 10⁹, exact for any
+/// whole number of days or weeks a lifetime can have) and `0s` is appended so
+/// that `0` reads as zero. One pass over at most 64 characters: cheap enough
+/// for the API server's cost budget.
+fn cel_duration(field: &str) -> String {
+    let nanos = |per_unit: &str| {
+        format!("string(int(double(c.substring(0, size(c) - 1)) * {per_unit})) + 'ns'")
+    };
+    format!(
+        "duration(self.{field}.findAll('[0-9.]+[^0-9.]+').map(c, \
+         c.endsWith('w') ? {} : c.endsWith('d') ? {} : c).join() + '0s')",
+        nanos("604800000000000.0"),
+        nanos("86400000000000.0")
+    )
+}
+
+/// The CEL rule "`self.<shorter>`, when set with `lifetime`, is shorter than it".
+fn shorter_than_lifetime(shorter: &str) -> String {
+    format!(
+        "!has(self.{shorter}) || !has(self.lifetime) || {} < {}",
+        cel_duration(shorter),
+        cel_duration("lifetime")
+    )
+}
+
+/// The CEL rule "`self.lifetime`, when set, is longer than 0".
+fn positive_lifetime() -> String {
+    format!(
+        "!has(self.lifetime) || {} > duration('0s')",
+        cel_duration("lifetime")
+    )
+}
 
 /// Desired state of an `ApiToken`: which token should exist, where, and how it is delivered and rotated.
 #[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
@@ -32,8 +69,10 @@ const DURATION_PATTERN: &str = r"^(0|([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h|d))+)
         json_path = r#".status.conditions[?(@.type=="Ready")].status"#
     ),
     printcolumn(name = "Token", type_ = "string", json_path = ".status.maskedToken"),
-    printcolumn(name = "Expires", type_ = "date", json_path = ".status.expiresAt"),
-    printcolumn(name = "Renewal", type_ = "date", json_path = ".status.renewalTime"),
+    // Future times as RFC 3339 strings: a `date` column prints an age, and a
+    // future time as `<invalid>`.
+    printcolumn(name = "Expires", type_ = "string", json_path = ".status.expiresAt"),
+    printcolumn(name = "Renewal", type_ = "string", json_path = ".status.renewalTime"),
     printcolumn(
         name = "Age",
         type_ = "date",
@@ -42,8 +81,9 @@ const DURATION_PATTERN: &str = r"^(0|([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h|d))+)
 )]
 #[x_kube(
     validation = Rule::new("!(has(self.renewBefore) && has(self.renewBeforePercentage))").message("set at most one of renewBefore and renewBeforePercentage"),
-    validation = Rule::new("!has(self.gracePeriod) || !has(self.lifetime) || self.gracePeriod.contains('d') || self.lifetime.contains('d') || duration(self.gracePeriod) < duration(self.lifetime)").message("gracePeriod must be shorter than lifetime"),
-    validation = Rule::new("!has(self.renewBefore) || !has(self.lifetime) || self.renewBefore.contains('d') || self.lifetime.contains('d') || duration(self.renewBefore) < duration(self.lifetime)").message("renewBefore must be shorter than lifetime")
+    validation = Rule::new(positive_lifetime()).message("lifetime must be longer than 0"),
+    validation = Rule::new(shorter_than_lifetime("gracePeriod")).message("gracePeriod must be shorter than lifetime"),
+    validation = Rule::new(shorter_than_lifetime("renewBefore")).message("renewBefore must be shorter than lifetime")
 )]
 #[serde(rename_all = "camelCase")]
 pub struct ApiTokenSpec {
@@ -150,6 +190,16 @@ pub enum BackendKind {
     TokenBackend,
     /// A cluster-wide `ClusterTokenBackend`.
     ClusterTokenBackend,
+}
+
+impl BackendKind {
+    /// The kind's name, as in `backendRef.kind` and the metrics' `kind` label.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BackendKind::TokenBackend => "TokenBackend",
+            BackendKind::ClusterTokenBackend => "ClusterTokenBackend",
+        }
+    }
 }
 
 /// What to do with the token when its `ApiToken` is deleted.

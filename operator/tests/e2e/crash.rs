@@ -29,7 +29,7 @@ fn status_write(name: &str) -> Fault {
         .name(name)
 }
 
-/// Installs `fault`, or `None` on a real cluster.
+/// Installs `fault` (these tests are ignored on a real cluster, see `build.rs`).
 fn inject(env: &Env, fault: Fault) -> Option<FaultHandle> {
     Some(env.memserver("fault injection")?.inject(fault))
 }
@@ -77,6 +77,10 @@ async fn converged(env: &Env, name: &str) -> (ApiToken, Token) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    e2e_real_cluster,
+    ignore = "needs kube-memserver: a crash is staged by fault injection"
+)]
 async fn killed_after_the_backend_created_a_token_and_before_the_secret_write() {
     let mut env = env().await;
     let Some(fault) = inject(&env, secret_write("a")) else {
@@ -102,6 +106,10 @@ async fn killed_after_the_backend_created_a_token_and_before_the_secret_write() 
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    e2e_real_cluster,
+    ignore = "needs kube-memserver: a crash is staged by fault injection"
+)]
 async fn killed_after_the_secret_write_and_before_the_status_write() {
     let mut env = env().await;
     let Some(fault) = inject(&env, status_write("b")) else {
@@ -121,6 +129,10 @@ async fn killed_after_the_secret_write_and_before_the_status_write() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    e2e_real_cluster,
+    ignore = "needs kube-memserver: a crash is staged by fault injection"
+)]
 async fn killed_after_a_regenerate_and_before_the_secret_update() {
     let mut env = env().await;
     env.create("c", json!({"lifetime": "1h"})).await;
@@ -155,6 +167,10 @@ async fn killed_after_a_regenerate_and_before_the_secret_update() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    e2e_real_cluster,
+    ignore = "needs kube-memserver: a crash is staged by fault injection"
+)]
 async fn killed_after_the_secret_update_and_before_the_status_write() {
     let mut env = env().await;
     env.create("d", json!({"lifetime": "1h"})).await;
@@ -182,6 +198,10 @@ async fn killed_after_the_secret_update_and_before_the_status_write() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    e2e_real_cluster,
+    ignore = "needs kube-memserver: a crash is staged by fault injection"
+)]
 async fn killed_after_creating_a_replacement_and_before_the_secret_write() {
     let mut env = env().await;
     env.create("e", json!({"lifetime": "1h", "role": "read-only"}))
@@ -215,6 +235,10 @@ async fn killed_after_creating_a_replacement_and_before_the_secret_write() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    e2e_real_cluster,
+    ignore = "needs kube-memserver: a crash is staged by fault injection"
+)]
 async fn killed_after_the_replacement_reached_the_secret_and_before_the_status_write() {
     let mut env = env().await;
     env.create("f", json!({"lifetime": "1h", "role": "read-only"}))
@@ -250,6 +274,10 @@ async fn killed_after_the_replacement_reached_the_secret_and_before_the_status_w
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    e2e_real_cluster,
+    ignore = "needs kube-memserver: a crash is staged by fault injection"
+)]
 async fn killed_before_the_secret_write_and_the_spec_changed_before_the_restart() {
     let mut env = env().await;
     let Some(fault) = inject(&env, secret_write("g")) else {

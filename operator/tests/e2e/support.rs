@@ -60,8 +60,9 @@ impl Drop for AbortOnDrop {
     }
 }
 
-/// Deletes a real cluster's test namespace when the test ends, releasing
-/// finalizers first (the controller is gone by then).
+/// Deletes a real cluster's test objects when the test ends: its `ApiToken`s
+/// (their finalizers released, as the controller is gone by then), then the
+/// namespace, waiting until both are gone so that no later operator finds them.
 struct NamespaceGuard {
     kubeconfig: PathBuf,
     ns: String,
@@ -77,27 +78,47 @@ impl Drop for NamespaceGuard {
                 .enable_all()
                 .build()
                 .expect("a runtime");
-            rt.block_on(async move {
-                let client = real_client(&path).await;
-                let tokens: Api<ApiToken> = Api::namespaced(client.clone(), &ns);
-                if let Ok(list) = tokens.list(&ListParams::default()).await {
-                    for t in list {
-                        let _ = tokens
-                            .patch(
-                                &t.name_any(),
-                                &PatchParams::default(),
-                                &Patch::Merge(json!({"metadata": {"finalizers": null}})),
-                            )
-                            .await;
-                    }
-                }
-                let _ = Api::<Namespace>::all(client)
-                    .delete(&ns, &DeleteParams::default())
-                    .await;
-            });
+            rt.block_on(async move { delete_test_namespace(real_client(&path).await, ns).await });
         });
-        let _ = cleanup.join();
+        if cleanup.join().is_err() {
+            eprintln!("cleaning up the test namespace failed");
+        }
     }
+}
+
+/// Deletes every `ApiToken` in `ns`, releases their finalizers, waits until
+/// they are gone, then deletes `ns` and waits until it is gone.
+async fn delete_test_namespace(client: kube::Client, ns: String) {
+    let tokens: Api<ApiToken> = Api::namespaced(client.clone(), &ns);
+    let _ = tokens
+        .delete_collection(&DeleteParams::default(), &ListParams::default())
+        .await;
+    if let Ok(list) = tokens.list(&ListParams::default()).await {
+        for t in list {
+            let _ = tokens
+                .patch(
+                    &t.name_any(),
+                    &PatchParams::default(),
+                    &Patch::Merge(json!({"metadata": {"finalizers": null}})),
+                )
+                .await;
+        }
+    }
+    eventually(60, "the test's ApiTokens to be gone", || async {
+        tokens
+            .list(&ListParams::default())
+            .await
+            .ok()
+            .filter(|l| l.items.is_empty())
+            .map(|_| ())
+    })
+    .await;
+    let namespaces: Api<Namespace> = Api::all(client);
+    let _ = namespaces.delete(&ns, &DeleteParams::default()).await;
+    eventually(120, "the test namespace to be gone", || async {
+        matches!(namespaces.get_opt(&ns).await, Ok(None)).then_some(())
+    })
+    .await;
 }
 
 /// How a test's environment starts.
@@ -109,6 +130,9 @@ pub struct Options {
     pub backoff: Backoff,
     /// The controller's resync period (the operator's default unless set).
     pub resync_period: Duration,
+    /// How late kube-memserver delivers watch events (none unless set; a real
+    /// cluster has its own).
+    pub watch_latency: Duration,
 }
 
 impl Default for Options {
@@ -118,6 +142,7 @@ impl Default for Options {
             controller: true,
             backoff: Backoff::default(),
             resync_period: tokenops_operator::controller::DEFAULT_RESYNC_PERIOD,
+            watch_latency: Duration::ZERO,
         }
     }
 }
@@ -149,7 +174,11 @@ pub async fn env_with(options: Options) -> Env {
         .try_init();
     let (mem, client, ns, guard) = match real_cluster() {
         None => {
-            let kube = MemServer::start().await;
+            let kube = MemServer::builder()
+                .watch_latency(options.watch_latency)
+                .start()
+                .await
+                .expect("kube-memserver starts");
             for (_, def) in crd::all() {
                 kube.install_crd(serde_json::to_value(def).unwrap())
                     .unwrap();

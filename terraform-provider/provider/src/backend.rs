@@ -4,7 +4,7 @@
 use std::sync::{Arc, OnceLock};
 
 use tfplugin::{AttributePath, Diagnostic, Diagnostics, Result};
-use tokenops_client::{Client, Error, LABEL_MANAGED_BY, Labels, Token};
+use tokenops_client::{Client, Error, LABEL_MANAGED_BY, Labels, PolicyDocument, Token};
 
 use crate::{MANAGED_BY_OPERATOR, MANAGED_BY_TERRAFORM};
 
@@ -15,6 +15,29 @@ pub struct Connection {
     pub client: Client,
     /// `project` from the provider block (or the token's own project).
     pub project: String,
+    /// The server's policy (`GET /v1/policy`), read once per provider process
+    /// for plan-time checks.
+    pub policy: Arc<tokio::sync::OnceCell<Option<PolicyDocument>>>,
+}
+
+impl Connection {
+    /// The server's policy, fetched on first use. `None` when the server
+    /// cannot say (an older server, or it is unreachable at plan time): then
+    /// the plan-time checks that need it are left to apply.
+    pub async fn policy(&self) -> Option<&PolicyDocument> {
+        self.policy
+            .get_or_init(|| async {
+                match self.client.policy().await {
+                    Ok(p) => Some(p),
+                    Err(e) => {
+                        tracing::debug!(error = %e, "no policy for plan-time checks");
+                        None
+                    }
+                }
+            })
+            .await
+            .as_ref()
+    }
 }
 
 /// Shared between the provider (which fills it in `configure`) and its
@@ -58,8 +81,10 @@ pub fn api_error(action: &str, err: &Error) -> Diagnostics {
             "\n\nThe backend did not accept the provider's token: check `token` / TOKENOPS_TOKEN.",
         ),
         Error::Forbidden { .. } => detail.push_str(
-            "\n\nThe provider's token may not do this. A token can only create or regenerate \
-             tokens whose permissions and resources are within its own, in its own project.",
+            "\n\nThe provider's token may not do this. A token acts only on tokens it could have \
+             created itself: permissions within its own (or its role's grants — token-admin \
+             grants every product permission), resources within its own, in its own project, \
+             and — unless it is an owner — ending no later than it does.",
         ),
         Error::Transport(_) => detail
             .push_str("\n\nCheck `endpoint` / TOKENOPS_ENDPOINT and that the backend is running."),

@@ -179,7 +179,11 @@ pub async fn connect(config: ProviderConfig) -> Result<Connection> {
         _ => whoami.project.clone(),
     };
     tracing::info!(endpoint = %endpoint, project = %project, caller = %whoami.masked, "configured tokenops provider");
-    Ok(Connection { client, project })
+    Ok(Connection {
+        client,
+        project,
+        policy: Default::default(),
+    })
 }
 
 /// The `whoami` round trip that proves endpoint and token work.

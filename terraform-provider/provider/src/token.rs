@@ -10,7 +10,8 @@
 //! | `rotate_before`, `grace_period` | state only (a new `rotate_before` may open the rotation window) |
 //!
 //! A token revoked, or deleted, outside Terraform reads as gone, so the next
-//! plan creates it again. Destroy revokes (the record stays for audit).
+//! plan creates it again. Destroy revokes (the record stays for audit); with a
+//! `grace_period` it revokes after that period, so a replacement overlaps.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
@@ -443,10 +444,27 @@ impl Resource for ApiTokenResource {
     }
 
     async fn modify_plan(&self, plan: &mut Plan<ApiToken>, diags: &mut Diagnostics) {
-        // Validation again, for values that were unknown at validate time.
+        // Validation again, for values that were unknown at validate time,
+        // and against what the server allows (its policy).
         validate_config(&plan.config, diags);
         if diags.has_errors() {
             return;
+        }
+        if let Ok(connection) = self.backend.get()
+            && let Some(policy) = connection.policy().await
+        {
+            let mut quiet = Diagnostics::default();
+            let lifetime = validate::duration("lifetime", &plan.config.lifetime, &mut quiet);
+            validate::against_policy(
+                policy,
+                &plan.config.role,
+                &plan.config.resources,
+                lifetime,
+                diags,
+            );
+            if diags.has_errors() {
+                return;
+            }
         }
         let Some(prior) = plan.prior.clone() else {
             if plan.planned.project.is_unknown()
@@ -579,7 +597,15 @@ impl Resource for ApiTokenResource {
         if token.status == TokenStatus::Revoked {
             return Ok(());
         }
-        match self.backend.client()?.revoke_token(&id).await {
+        // With a grace period the old value keeps working that long (a
+        // replacement forced by a permission change overlaps with it).
+        let grace = lifetime_of(&prior.grace_period).filter(|g| !g.is_zero());
+        let client = self.backend.client()?;
+        let revoked = match grace {
+            Some(g) => client.revoke_token_after(&id, g).await,
+            None => client.revoke_token(&id).await,
+        };
+        match revoked {
             Ok(_) => Ok(()),
             Err(e) if e.is_not_found() => Ok(()),
             Err(e) => Err(api_error(&format!("Cannot revoke token {id}"), &e)),

@@ -9,7 +9,9 @@ use std::time::Duration;
 use tfplugin::{AttributePath, Diagnostic, Diagnostics, Value};
 use tokenops_client::rotation::RenewBefore;
 use tokenops_client::types::permission;
-use tokenops_client::{LABEL_MANAGED_BY, parse_duration, validate_label_key, validate_label_value};
+use tokenops_client::{
+    LABEL_MANAGED_BY, PolicyDocument, parse_duration, validate_label_key, validate_label_value,
+};
 
 use crate::token::ResourceSelector;
 
@@ -88,7 +90,7 @@ pub fn duration(attr: &str, value: &Value<String>, diags: &mut Diagnostics) -> O
                 attr.into(),
                 &format!("Invalid {attr}"),
                 format!(
-                    "{text:?} is not a duration: {e}. Use a Go-style duration such as \"720h\", \"30m\", \"1h30m\" or \"7d\"."
+                    "{text:?} is not a duration: {e}. Use a Go-style duration such as \"720h\", \"30m\", \"1h30m\", \"7d\" or \"2w\"."
                 ),
             );
             None
@@ -165,6 +167,62 @@ pub fn resources(value: &Value<BTreeSet<ResourceSelector>>, diags: &mut Diagnost
                 );
             }
         }
+    }
+}
+
+/// The checks that need the server's policy (`GET /v1/policy`): a role the
+/// server defines, resource types it accepts, a lifetime within its maximum.
+/// Run at plan time, so `terraform plan` fails on the attribute, not apply.
+pub fn against_policy(
+    policy: &PolicyDocument,
+    role: &Value<String>,
+    resources: &Value<BTreeSet<ResourceSelector>>,
+    lifetime: Option<Duration>,
+    diags: &mut Diagnostics,
+) {
+    if let Some(r) = role.known()
+        && !policy.roles.contains_key(r)
+    {
+        let known: Vec<&str> = policy.roles.keys().map(String::as_str).collect();
+        error(
+            diags,
+            "role".into(),
+            "Unknown role",
+            format!(
+                "The tokenops server defines no such role. It defines: {}.",
+                known.join(", ")
+            ),
+        );
+    }
+    if let Value::Known(items) = resources {
+        for item in items {
+            if let Some(t) = item.r#type.known()
+                && !policy.resource_types.iter().any(|k| k == t)
+            {
+                error(
+                    diags,
+                    "resources".into(),
+                    "Unknown resource type",
+                    format!(
+                        "The tokenops server accepts these resource types: {}.",
+                        policy.resource_types.join(", ")
+                    ),
+                );
+            }
+        }
+    }
+    if let (Some(l), Ok(max)) = (lifetime, parse_duration(&policy.max_lifetime))
+        && l > max
+    {
+        error(
+            diags,
+            "lifetime".into(),
+            "Lifetime over the server's maximum",
+            format!(
+                "The tokenops server allows tokens to live at most {}.",
+                policy.max_lifetime
+            ),
+        );
     }
 }
 
@@ -277,6 +335,25 @@ mod tests {
         assert!(rotate_before(&Value::Known("150%".into()), &mut diags).is_none());
         assert!(rotate_before(&Value::Known("33%".into()), &mut diags).is_some());
         assert_eq!(paths(&diags), ["lifetime", "grace_period", "rotate_before"]);
+    }
+
+    #[test]
+    fn weeks_are_durations_like_everywhere_else() {
+        let mut diags = Diagnostics::new();
+        let week = Duration::from_secs(7 * 86_400);
+        assert_eq!(
+            duration("lifetime", &Value::Known("2w".into()), &mut diags),
+            Some(week * 2)
+        );
+        assert_eq!(
+            duration("grace_period", &Value::Known("1w12h".into()), &mut diags),
+            Some(week + Duration::from_secs(12 * 3600))
+        );
+        assert!(matches!(
+            rotate_before(&Value::Known("1w".into()), &mut diags),
+            Some(RenewBefore::Duration(d)) if d == week
+        ));
+        assert!(diags.is_empty(), "{diags:?}");
     }
 
     #[test]

@@ -15,7 +15,17 @@ async fn the_example_configuration_applies_and_destroys() {
     }
     let server = TestServer::sqlite().await;
     let api = client(&server.url(), &server.owner_token());
-    let tf = Tf::new(&server.url(), &server.owner_token());
+    // As the example says: automation holds a token-admin token, not an owner's.
+    let admin = api
+        .create_token("terraform")
+        .role("token-admin")
+        .lifetime(std::time::Duration::from_secs(8760 * 3600))
+        .await
+        .expect("a token-admin token");
+    let tf = Tf::new(
+        &server.url(),
+        tokenops_client::secrecy::ExposeSecret::expose_secret(&admin.secret),
+    );
     let example =
         std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/terraform/main.tf");
     std::fs::copy(&example, tf.dir.join("main.tf")).expect("copy the example");
@@ -25,10 +35,18 @@ async fn the_example_configuration_applies_and_destroys() {
     let value = cicd["token"].as_str().unwrap().to_owned();
     let answer = api
         .verify(SecretString::from(value))
-        .permission("tokens:create")
+        .permission("deployments:write")
         .await
         .unwrap();
     assert_eq!(answer.code, VerifyCode::Valid);
+    // "*" is every product permission and no management permission.
+    let value = cicd["token"].as_str().unwrap().to_owned();
+    let answer = api
+        .verify(SecretString::from(value))
+        .permission("tokens:create")
+        .await
+        .unwrap();
+    assert_eq!(answer.code, VerifyCode::InsufficientPermissions);
     let monitoring = tf.attributes("tokenops_api_token.monitoring");
     assert_eq!(monitoring["resources"].as_array().unwrap().len(), 2);
     assert_eq!(
@@ -45,6 +63,7 @@ async fn the_example_configuration_applies_and_destroys() {
     let smoke = api
         .list_tokens()
         .name("terraform-smoke-test")
+        .all_statuses()
         .all()
         .await
         .unwrap();
@@ -67,6 +86,7 @@ async fn the_example_configuration_applies_and_destroys() {
     let ours = api
         .list_tokens()
         .label("managed-by", "terraform")
+        .all_statuses()
         .all()
         .await
         .unwrap();

@@ -435,7 +435,7 @@ async fn ephemeral_token_works_during_the_run_and_is_revoked_after() {
         r#"
 ephemeral "tokenops_api_token" "run" {
   name     = "e2e-run"
-  role     = "read-only"
+  scopes   = ["tokens:read"]
   lifetime = "5m"
 }
 # A second provider configuration that authenticates with the ephemeral
@@ -471,6 +471,7 @@ output "active_run_tokens" { value = length(data.tokenops_api_tokens.seen_by_run
     let opened = api
         .list_tokens()
         .label("tokenops.dev/ephemeral", "true")
+        .all_statuses()
         .all()
         .await
         .unwrap();
@@ -594,17 +595,38 @@ async fn tokens_of_the_operator_cannot_be_changed_or_revoked() {
     tf.config(LIFECYCLE_TF);
     tf.apply(&[]).await;
     let id = s(&tf.output("id").await);
-    // The operator takes the token over (labels are editable on the backend).
-    api.update_token(id.clone())
+    // Nobody can hand a Terraform token to the operator (or back): the
+    // ownership label is set once.
+    let err = api
+        .update_token(id.clone())
         .labels([("managed-by".to_owned(), "tokenops-operator".to_owned())].into())
         .await
+        .unwrap_err();
+    assert!(err.to_string().contains("immutable_field"), "{err}");
+    // A token the operator made cannot be imported, so Terraform never acts on one.
+    let operator_token = api
+        .create_token("from-the-operator")
+        .role("read-only")
+        .lifetime(std::time::Duration::from_secs(3600))
+        .label("managed-by", "tokenops-operator")
+        .await
         .unwrap();
-    let out = tf.fails(&["plan", "-var", "name=changed"]).await;
-    assert!(out.contains("is managed by the tokenops operator"), "{out}");
-    let out = tf.fails(&["destroy", "-auto-approve"]).await;
+    tf.config(&format!(
+        "{LIFECYCLE_TF}\nresource \"tokenops_api_token\" \"taken\" {{\n  name = \"x\"\n  role = \"read-only\"\n  lifetime = \"1h\"\n}}\n"
+    ));
+    let out = tf
+        .fails(&[
+            "import",
+            "tokenops_api_token.taken",
+            &operator_token.token.id,
+        ])
+        .await;
     assert!(out.contains("is managed by the tokenops operator"), "{out}");
     assert_eq!(
-        api.get_token(&id).await.unwrap().status,
+        api.get_token(&operator_token.token.id)
+            .await
+            .unwrap()
+            .status,
         TokenStatus::Active
     );
 }
@@ -649,4 +671,116 @@ output "ids" { value = tokenops_api_token.many[*].id }
     tf.apply(&[]).await;
     let (code, plan) = tf.plan(&[]).await;
     assert_eq!(code, 0, "{plan}");
+}
+
+/// A token-admin credential, as automation should hold (not an owner).
+async fn automation_token(server: &TestServer) -> String {
+    let owner = client(&server.url(), &server.owner_token());
+    let created = owner
+        .create_token("terraform-ci")
+        .role("token-admin")
+        .lifetime(std::time::Duration::from_secs(2000 * 3600))
+        .await
+        .expect("token-admin for Terraform");
+    use tokenops_client::secrecy::ExposeSecret;
+    created.secret.expose_secret().to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plan_checks_role_resource_types_and_lifetime_against_the_server_policy() {
+    if !tokenops_testkit::require_tool("terraform") {
+        return;
+    }
+    let server = TestServer::sqlite().await;
+    let token = automation_token(&server).await;
+    let tf = Tf::new(&server.url(), &token);
+    tf.config(
+        r#"
+resource "tokenops_api_token" "bad" {
+  name      = "viewer"
+  role      = "viewer"
+  lifetime  = "9000h"
+  resources = [{ type = "planet", id = "p-1" }]
+}
+"#,
+    );
+    let out = tf.fails(&["plan"]).await;
+    for expected in [
+        "Unknown role",
+        "Unknown resource type",
+        "Lifetime over the server's maximum",
+    ] {
+        assert!(out.contains(expected), "missing {expected:?} in\n{out}");
+    }
+    assert!(out.contains("token-admin"), "names the roles: {out}");
+    let api = client(&server.url(), &server.owner_token());
+    let names: Vec<String> = api
+        .list_tokens()
+        .all()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|t| t.name)
+        .collect();
+    assert!(
+        !names.iter().any(|n| n == "viewer"),
+        "nothing created: {names:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replacement_with_grace_period_overlaps_with_the_old_value() {
+    if !tokenops_testkit::require_tool("terraform") {
+        return;
+    }
+    let server = TestServer::sqlite().await;
+    let token = automation_token(&server).await;
+    let api = client(&server.url(), &server.owner_token());
+    let tf = Tf::new(&server.url(), &token);
+    tf.config(
+        r#"
+variable "scopes" {
+  type    = list(string)
+  default = ["devices:read"]
+}
+resource "tokenops_api_token" "app" {
+  name         = "app"
+  scopes       = var.scopes
+  lifetime     = "720h"
+  grace_period = "1h"
+  lifecycle {
+    create_before_destroy = true
+  }
+}
+output "id" { value = tokenops_api_token.app.id }
+output "token" {
+  value     = tokenops_api_token.app.token
+  sensitive = true
+}
+"#,
+    );
+    tf.apply(&[]).await;
+    let old_id = s(&tf.output("id").await);
+    let old_value = s(&tf.output("token").await);
+    let vars = ["-var", r#"scopes=["devices:read","devices:write"]"#];
+    let (_, plan) = tf.plan(&vars).await;
+    assert!(plan.contains("must be replaced"), "{plan}");
+    tf.apply(&vars).await;
+    let new_id = s(&tf.output("id").await);
+    let new_value = s(&tf.output("token").await);
+    assert_ne!(new_id, old_id);
+    assert_eq!(verify(&api, &new_value).await, VerifyCode::Valid);
+    assert_eq!(
+        verify(&api, &old_value).await,
+        VerifyCode::Valid,
+        "consumers keep working during the grace period"
+    );
+    let old = api.get_token(&old_id).await.unwrap();
+    let ends = old.expires_at.expect("expiry brought forward");
+    let in_an_hour = Utc::now() + chrono::Duration::hours(1);
+    assert!(
+        (ends - in_an_hour).num_seconds().abs() < 120,
+        "the old token ends with the grace period: {ends}"
+    );
+    let _: DateTime<Utc> = ends;
 }

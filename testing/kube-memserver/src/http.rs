@@ -20,6 +20,7 @@ use crate::selector::Selector;
 use crate::store::{
     DeleteOpts, EventType, PatchKind, Store, StoredEvent, Target, WriteOpts, present,
 };
+use crate::table;
 
 /// State shared by the HTTP handlers, the garbage collector and the test hooks.
 pub(crate) struct Shared {
@@ -29,6 +30,8 @@ pub(crate) struct Shared {
     /// Bumped to end every open watch stream.
     pub close_tx: watch::Sender<u64>,
     pub bookmark_interval: Duration,
+    /// How long after a write its watch events go out (see `Builder::watch_latency`).
+    pub watch_latency: Duration,
     /// Set when the `MemServer` is dropped: connections still open get 503.
     pub stopped: std::sync::atomic::AtomicBool,
 }
@@ -379,16 +382,29 @@ fn resource(srv: &Arc<Shared>, r: &ResPath, verb: Verb, ctx: &Ctx) -> Result<Rep
     };
     let q = &ctx.query;
     let outcome = |o: crate::store::Outcome| Ok(Reply::Json(o.code, o.body, o.changed));
+    // `kubectl get` asks custom resources for a Table (server-side printing).
+    let printed = |body: Value| {
+        let columns = rt
+            .version(&r.version)
+            .map(|v| v.printer_columns.as_slice())
+            .unwrap_or_default();
+        if rt.custom && table::wanted(&ctx.accept) {
+            let include = q.get("includeObject").map(String::as_str);
+            table::convert(&body, columns, include, chrono::Utc::now())
+        } else {
+            body
+        }
+    };
     match verb {
-        Verb::Get => ok(srv.store().get(&t)?),
+        Verb::Get => ok(printed(srv.store().get(&t)?)),
         Verb::List => {
             let limit = q.get("limit").and_then(|l| l.parse().ok());
-            ok(srv.store().list(
+            ok(printed(srv.store().list(
                 &t,
                 &selector(q)?,
                 limit,
                 q.get("continue").map(String::as_str),
-            )?)
+            )?))
         }
         Verb::Watch => watch(srv, t, selector(q)?, q, wants_metadata(ctx)).map(Reply::Raw),
         Verb::Create => {
@@ -544,6 +560,7 @@ fn watch(
     };
     let srv = srv.clone();
     let interval = srv.bookmark_interval;
+    let latency = srv.watch_latency;
     tokio::spawn(async move {
         for obj in &initial {
             if tx.send(line("ADDED", &view(obj))).await.is_err() {
@@ -606,6 +623,11 @@ fn watch(
                     }
                 }
                 _ = tx.closed() => return,
+            }
+            // A real API server's watch lags its writes (etcd, the watch cache):
+            // a client's cache can be behind what it has just written.
+            if !latency.is_zero() {
+                tokio::time::sleep(latency).await;
             }
         }
     });

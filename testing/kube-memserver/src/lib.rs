@@ -5,7 +5,11 @@
 //! unchanged: CRUD, merge/JSON/strategic patches, server-side apply with field
 //! managers, watches with bookmarks and `410 Gone`, the status subresource,
 //! `metadata.generation`, finalizers, ownerReference garbage collection, and
-//! CustomResourceDefinitions installed by POSTing them.
+//! CustomResourceDefinitions installed by POSTing them — their schemas applied
+//! to every write (defaults, pruning, types, bounds, patterns and the
+//! `x-kubernetes-validations` CEL rules, with the Kubernetes CEL libraries of
+//! the `kube-cel` crate) and their printer columns served as the `Table` that
+//! `kubectl get` asks for.
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), kube::Error> {
@@ -28,7 +32,9 @@
 //!
 //! Test hooks: [`MemServer::inject`] (fault injection), [`MemServer::pause`],
 //! [`MemServer::requests_since`] (the request log), [`MemServer::close_watches`]
-//! and [`MemServer::expire_history`] (an apiserver restart as watchers see it).
+//! [`MemServer::expire_history`] (an apiserver restart as watchers see it), and
+//! [`Builder::watch_latency`] (watch events that lag the writes, so a client's
+//! cache is behind its own last write, as on a loaded API server).
 //!
 //! # Using it from an operator's end-to-end tests
 //!
@@ -96,6 +102,7 @@
 //! No authentication, authorization, admission webhooks, protobuf, or
 //! `fieldValidation=Strict`.
 
+mod cel;
 mod error;
 mod fields;
 mod hooks;
@@ -105,6 +112,7 @@ mod registry;
 mod schema;
 mod selector;
 mod store;
+mod table;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -123,6 +131,7 @@ use crate::store::{Store, Target, WriteOpts};
 #[derive(Debug, Clone)]
 pub struct Builder {
     bookmark_interval: Duration,
+    watch_latency: Duration,
     history_limit: usize,
     require_namespaces: bool,
     record_bodies: bool,
@@ -132,6 +141,7 @@ impl Default for Builder {
     fn default() -> Self {
         Self {
             bookmark_interval: Duration::from_secs(5),
+            watch_latency: Duration::ZERO,
             history_limit: 10_000,
             require_namespaces: false,
             record_bodies: true,
@@ -143,6 +153,16 @@ impl Builder {
     /// How often watches with `allowWatchBookmarks=true` get a BOOKMARK (default 5s).
     pub fn bookmark_interval(mut self, d: Duration) -> Self {
         self.bookmark_interval = d;
+        self
+    }
+
+    /// Deliver watch events this long after the write that caused them
+    /// (default: at once). A real API server lags by milliseconds under load,
+    /// so a controller's watch cache can be older than its own last write:
+    /// with a latency here, tests see what that does (for example a JSON patch
+    /// whose `test` was computed from the cached copy fails with 422).
+    pub fn watch_latency(mut self, d: Duration) -> Self {
+        self.watch_latency = d;
         self
     }
 
@@ -180,6 +200,7 @@ impl Builder {
             rv_rx,
             close_tx: watch::Sender::new(0),
             bookmark_interval: self.bookmark_interval,
+            watch_latency: self.watch_latency,
             stopped: std::sync::atomic::AtomicBool::new(false),
         });
         let listener = std::net::TcpListener::bind("127.0.0.1:0")?;

@@ -18,6 +18,8 @@ pub(crate) struct VersionInfo {
     pub status: bool,
     /// The CRD's `openAPIV3Schema`, if any.
     pub schema: Option<Value>,
+    /// The CRD's `additionalPrinterColumns` (what `kubectl get` shows).
+    pub printer_columns: Vec<Value>,
 }
 
 /// A kind of object the server stores (group + plural identify it).
@@ -285,6 +287,7 @@ pub(crate) fn builtins() -> BTreeMap<TypeKey, Arc<ResourceType>> {
                     storage: true,
                     status: b.status,
                     schema: None,
+                    printer_columns: Vec::new(),
                 }],
                 generation: b.generation,
                 unconditional_update: true,
@@ -372,6 +375,11 @@ pub(crate) fn from_crd(crd: &Value) -> Result<ResourceType, ApiError> {
                     storage: v.get("storage").and_then(Value::as_bool).unwrap_or(false),
                     status: v.pointer("/subresources/status").is_some(),
                     schema: v.pointer("/schema/openAPIV3Schema").cloned(),
+                    printer_columns: v
+                        .get("additionalPrinterColumns")
+                        .and_then(Value::as_array)
+                        .cloned()
+                        .unwrap_or_default(),
                 })
                 .collect()
         })

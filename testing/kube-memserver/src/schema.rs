@@ -1,5 +1,5 @@
 //! Light structural-schema handling for custom resources: defaults, pruning of
-//! unknown fields, and type/required/enum checks. No CEL, no formats.
+//! unknown fields, and type/required/enum checks. CEL rules are in `cel`.
 
 use std::collections::HashMap;
 use std::sync::{LazyLock, Mutex};

@@ -11,8 +11,8 @@ use tokio::sync::{Notify, watch};
 use crate::error::ApiError;
 use crate::fields::{self, Manager};
 use crate::registry::{self, ResourceType, TypeKey};
-use crate::schema;
 use crate::selector::Selector;
+use crate::{cel, schema};
 
 const CRD_GROUP: &str = "apiextensions.k8s.io";
 const CRD_PLURAL: &str = "customresourcedefinitions";
@@ -819,7 +819,8 @@ impl Store {
         if rt.custom
             && let Some(schema) = rt.version(&t.version).and_then(|v| v.schema.as_ref())
         {
-            let errors = schema::validate(schema, new);
+            let mut errors = schema::validate(schema, new);
+            errors.extend(cel::validate(schema, new, old));
             if !errors.is_empty() {
                 return Err(Self::invalid(
                     t,

@@ -11,7 +11,7 @@ use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
-use kube::{Resource, ResourceExt};
+use kube::{CustomResourceExt, Resource, ResourceExt};
 use kube_memserver::{Fault, MemServer, Verb};
 use serde_json::json;
 use support::*;
@@ -1049,4 +1049,48 @@ async fn namespaces_can_be_required_to_exist() {
         .create(&PostParams::default(), &secret("s", &[]))
         .await
         .unwrap();
+}
+
+/// The `x-kubernetes-validations` rules of a CRD are enforced on writes, and
+/// `kubectl get` gets a Table with the CRD's printer columns.
+#[tokio::test]
+async fn cel_rules_refuse_writes_and_tables_print_the_columns() {
+    let server = MemServer::start().await;
+    let mut crd = serde_json::to_value(Widget::crd()).unwrap();
+    let version = &mut crd["spec"]["versions"][0];
+    version["schema"]["openAPIV3Schema"]["properties"]["spec"]["x-kubernetes-validations"] =
+        json!([{"rule": "self.size < 10", "message": "size must be under 10"}]);
+    version["additionalPrinterColumns"] =
+        json!([{"name": "Size", "type": "integer", "jsonPath": ".spec.size"}]);
+    server.install_crd(crd).unwrap();
+    let widgets: Api<Widget> = Api::namespaced(server.client(), "default");
+    let refused = widgets
+        .create(&PostParams::default(), &widget("big", 12))
+        .await
+        .unwrap_err();
+    match refused {
+        kube::Error::Api(e) => {
+            assert_eq!(e.code, 422);
+            assert!(
+                e.message
+                    .contains("spec: Invalid value: \"object\": size must be under 10"),
+                "{}",
+                e.message
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    widgets
+        .create(&PostParams::default(), &widget("small", 3))
+        .await
+        .unwrap();
+    let request = http::Request::get("/apis/test.memserver.dev/v1/namespaces/default/widgets")
+        .header("Accept", "application/json;as=Table;v=v1;g=meta.k8s.io")
+        .body(Vec::new())
+        .unwrap();
+    let table: serde_json::Value =
+        serde_json::from_str(&server.client().request_text(request).await.unwrap()).unwrap();
+    assert_eq!(table["kind"], "Table");
+    assert_eq!(table["columnDefinitions"][1]["name"], "Size");
+    assert_eq!(table["rows"][0]["cells"], json!(["small", 3]));
 }

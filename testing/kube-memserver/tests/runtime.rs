@@ -472,3 +472,63 @@ async fn metadata_watcher_streams_partial_objects() {
         }
     }
 }
+
+/// With watch latency a reflector's copy is older than the write just made, and
+/// a finalizer JSON patch computed from it fails as on a real API server.
+#[tokio::test]
+async fn a_lagging_watch_leaves_the_cache_behind_and_a_finalizer_patch_from_it_is_refused() {
+    let server = MemServer::builder()
+        .watch_latency(Duration::from_millis(300))
+        .start()
+        .await
+        .unwrap();
+    install_crds(&server).await;
+    let widgets: Api<Widget> = Api::namespaced(server.client(), "default");
+    widgets
+        .create(&PostParams::default(), &widget("w", 1))
+        .await
+        .unwrap();
+    let (reader, writer) = kube::runtime::reflector::store();
+    let reflector = tokio::spawn(
+        kube::runtime::reflector(
+            writer,
+            watcher::watcher(widgets.clone(), watcher::Config::default()),
+        )
+        .for_each(|_| async {}),
+    );
+    let key = kube::runtime::reflector::ObjectRef::new("w").within("default");
+    wait_for("the reflector to hold the widget", || async {
+        reader.get(&key)
+    })
+    .await;
+
+    let add_finalizer = |name: &'static str| {
+        Patch::Json::<()>(
+            serde_json::from_value(json!([
+                {"op": "test", "path": "/metadata/finalizers", "value": null},
+                {"op": "add", "path": "/metadata/finalizers", "value": [name]},
+            ]))
+            .unwrap(),
+        )
+    };
+    widgets
+        .patch("w", &PatchParams::default(), &add_finalizer("a.dev/first"))
+        .await
+        .unwrap();
+    // The cache has not seen the write yet; a patch built from it conflicts.
+    let cached = reader.get(&key).unwrap();
+    assert!(cached.finalizers().is_empty(), "the cache is not behind");
+    let refused = widgets
+        .patch("w", &PatchParams::default(), &add_finalizer("a.dev/second"))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(refused, kube::Error::Api(ref e) if e.code == 422),
+        "{refused:?}"
+    );
+    wait_for("the cache to catch up", || async {
+        reader.get(&key).filter(|w| !w.finalizers().is_empty())
+    })
+    .await;
+    reflector.abort();
+}
