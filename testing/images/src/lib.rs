@@ -218,7 +218,7 @@ impl Scratch {
     pub fn start(&mut self, prefix: &str, args: &[&str]) -> String {
         let name = self.name(prefix);
         self.containers.push(name.clone());
-        let mut all = vec!["run", "--detach", "--name", &name];
+        let mut all = vec!["run", "--detach", "--name", name.as_str()];
         all.extend_from_slice(args);
         self.podman.run(&all);
         name

@@ -93,7 +93,13 @@ fn server_image_answers_its_probes_under_the_chart_container_contract() {
     let mount = format!("{volume}:{DATA_DIR}");
 
     let mut args = CHART_CONTRACT.to_vec();
-    args.extend(["--volume", &mount, "--publish", "127.0.0.1::8080", &image]);
+    args.extend([
+        "--volume",
+        mount.as_str(),
+        "--publish",
+        "127.0.0.1::8080",
+        image.as_str(),
+    ]);
     let server = scratch.start("server", &args);
 
     let addr = podman.run(&["port", &server, "8080/tcp"]);
@@ -129,12 +135,12 @@ fn cli_image_reaches_the_server_image_over_a_container_network() {
     let mut args = CHART_CONTRACT.to_vec();
     args.extend([
         "--network",
-        &network,
+        network.as_str(),
         "--volume",
-        &mount,
+        mount.as_str(),
         "--publish",
         "127.0.0.1::8080",
-        &server_image,
+        server_image.as_str(),
     ]);
     let server = scratch.start("server", &args);
     let addr = podman.run(&["port", &server, "8080/tcp"]);
@@ -162,14 +168,14 @@ fn cli_image_reaches_the_server_image_over_a_container_network() {
             "run",
             "--rm",
             "--network",
-            &network,
+            network.as_str(),
             "--read-only",
             "--cap-drop=all",
             "--env",
-            &endpoint,
+            endpoint.as_str(),
             "--env",
             "TOKENOPS_TOKEN",
-            &cli_image,
+            cli_image.as_str(),
             "--output",
             "json",
         ];
