@@ -305,9 +305,17 @@ async fn run() {
     let (mut on, mut off) = (0.0, 0.0);
     let slices = (secs * 3.0) as u32;
     for slice in 0..slices {
-        let order = if slice % 2 == 0 { [true, false] } else { [false, true] };
+        let order = if slice % 2 == 0 {
+            [true, false]
+        } else {
+            [false, true]
+        };
         for ui in order {
-            let base = if ui { &on_server.base } else { &off_server.base };
+            let base = if ui {
+                &on_server.base
+            } else {
+                &off_server.base
+            };
             let rate = verify_rate(base, &owner, 1.0).await;
             if ui {
                 on += rate / f64::from(slices);

@@ -97,7 +97,11 @@ impl Form {
 /// Refuses a form that does not come from this dashboard: a cross-site
 /// request (by `Sec-Fetch-Site` or `Origin`), or one without the CSRF token
 /// bound to `secret` (the session id, or the sign-in cookie).
-fn check_origin_and_csrf(headers: &HeaderMap, secret: &str, form: &Form) -> Result<(), Response> {
+fn check_origin_and_csrf(
+    headers: &HeaderMap,
+    secret: &str,
+    form: &Form,
+) -> Result<(), Box<Response>> {
     let cross_site = headers
         .get("sec-fetch-site")
         .and_then(|v| v.to_str().ok())
@@ -120,12 +124,12 @@ fn check_origin_and_csrf(headers: &HeaderMap, secret: &str, form: &Form) -> Resu
                    Go back, reload the page and try again."
                 .into(),
         };
-        return Err(render(StatusCode::FORBIDDEN, &page));
+        return Err(Box::new(render(StatusCode::FORBIDDEN, &page)));
     }
     Ok(())
 }
 
-fn viewer_form(headers: &HeaderMap, viewer: &Viewer, body: &[u8]) -> Result<Form, Response> {
+fn viewer_form(headers: &HeaderMap, viewer: &Viewer, body: &[u8]) -> Result<Form, Box<Response>> {
     let form = Form::parse(body);
     let secret = session::cookie(headers, SESSION_COOKIE).unwrap_or("");
     check_origin_and_csrf(headers, secret, &form)?;
@@ -259,7 +263,7 @@ pub async fn sign_in(State(state): State<AppState>, headers: HeaderMap, body: By
     let form = Form::parse(&body);
     let secret = session::cookie(&headers, SIGN_IN_COOKIE).unwrap_or("");
     if let Err(refused) = check_origin_and_csrf(&headers, secret, &form) {
-        return refused;
+        return *refused;
     }
     let again = |error: &str, status: StatusCode| {
         let page = SignInPage {
@@ -333,7 +337,7 @@ pub async fn sign_out(
     body: Bytes,
 ) -> Response {
     if let Err(refused) = viewer_form(&headers, &viewer, &body) {
-        return refused;
+        return *refused;
     }
     if let Err(e) = session::end(&state.store, &viewer.id_hash).await {
         return message(Some(&viewer), &ApiError::from(e));
@@ -516,7 +520,7 @@ fn create_page_for(
         roles,
         lifetimes,
         require_expiry: policy.require_expiry,
-        max_lifetime: if policy.max_lifetime.as_secs() % 86_400 == 0 {
+        max_lifetime: if policy.max_lifetime.as_secs().is_multiple_of(86_400) {
             format!("{max_days} days")
         } else {
             tokenops_types::format_duration(policy.max_lifetime)
@@ -649,7 +653,7 @@ pub async fn create(
 ) -> Response {
     let raw = match viewer_form(&headers, &viewer, &body) {
         Ok(f) => f,
-        Err(refused) => return refused,
+        Err(refused) => return *refused,
     };
     let form = CreateForm {
         name: raw.get("name").to_string(),
@@ -829,7 +833,7 @@ pub async fn edit(
 ) -> Response {
     let form = match viewer_form(&headers, &viewer, &body) {
         Ok(f) => f,
-        Err(refused) => return refused,
+        Err(refused) => return *refused,
     };
     let token = match token_to_change(&state, &viewer, &id).await {
         Ok(t) => t,
@@ -887,7 +891,7 @@ pub async fn regenerate(
 ) -> Response {
     let form = match viewer_form(&headers, &viewer, &body) {
         Ok(f) => f,
-        Err(refused) => return refused,
+        Err(refused) => return *refused,
     };
     let token = match token_to_change(&state, &viewer, &id).await {
         Ok(t) => t,
@@ -937,7 +941,7 @@ pub async fn revoke(
     body: Bytes,
 ) -> Response {
     if let Err(refused) = viewer_form(&headers, &viewer, &body) {
-        return refused;
+        return *refused;
     }
     if let Err(res) = token_to_change(&state, &viewer, &id).await {
         return res;
@@ -957,7 +961,7 @@ pub async fn delete(
 ) -> Response {
     let form = match viewer_form(&headers, &viewer, &body) {
         Ok(f) => f,
-        Err(refused) => return refused,
+        Err(refused) => return *refused,
     };
     let token = match token_to_change(&state, &viewer, &id).await {
         Ok(t) => t,
@@ -993,7 +997,7 @@ pub async fn bulk_revoke(
 ) -> Response {
     let form = match viewer_form(&headers, &viewer, &body) {
         Ok(f) => f,
-        Err(refused) => return refused,
+        Err(refused) => return *refused,
     };
     let mut ids = form.all("id");
     ids.sort();
