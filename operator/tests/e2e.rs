@@ -419,8 +419,9 @@ async fn a_new_api_token_costs_the_backend_one_create() {
     assert_eq!(delta("POST /v1/tokens"), 1.0, "{after:?}");
     assert_eq!(delta("GET /v1/tokens"), 0.0, "listed: {after:?}");
     assert_eq!(delta("GET /v1/tokens/{id}"), 0.0, "read back: {after:?}");
-    // The finalizer, the issue, and at least one reconcile woken by our writes.
-    assert!(reconciles >= 3.0, "only {reconciles} reconciles");
+    // The finalizer and the issue (one reconcile since the finalizer patch no
+    // longer ends it), and at least one reconcile woken by our writes.
+    assert!(reconciles >= 2.0, "only {reconciles} reconciles");
     // The backend's latency, by operation, in the operator's metrics.
     let created = support::metric(
         &env.metrics,
@@ -431,7 +432,10 @@ async fn a_new_api_token_costs_the_backend_one_create() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_token_taken_over_by_terraform_is_never_touched() {
+async fn a_token_of_the_operator_cannot_be_handed_to_terraform() {
+    // Ownership labels are set once (DESIGN "Who may do what"): the backend
+    // refuses to relabel an operator token, so no other front end can take
+    // it over and the operator never meets a token it made under another owner.
     let env = env().await;
     env.create("handover", json!({"lifetime": "1h"})).await;
     let id = env
@@ -441,47 +445,21 @@ async fn a_token_taken_over_by_terraform_is_never_touched() {
         .unwrap()
         .token_id
         .unwrap();
-    let labels =
-        tokenops_client::Labels::from([("managed-by".to_string(), "terraform".to_string())]);
-    env.admin.update_token(&id).labels(labels).await.unwrap();
-    // Wake the controller: a manual rotation request it must refuse.
-    env.tokens()
-        .patch(
-            "handover",
-            &PatchParams::default(),
-            &Patch::Merge(json!({"metadata": {"annotations": {"tokenops.dev/rotate": "please"}}})),
-        )
-        .await
-        .unwrap();
-    eventually(20, "a NotOwned condition", || async {
-        let s = env.tokens().get("handover").await.unwrap().status?;
-        s.conditions
-            .into_iter()
-            .find(|c| c.reason == "NotOwned" && c.status == ConditionStatus::False)
-    })
-    .await;
     let before = env.admin.get_token(&id).await.unwrap();
-    assert_eq!(before.generation, 0, "a terraform token was rotated");
-    env.tokens()
-        .delete("handover", &DeleteParams::default())
+    let mut labels = before.labels.clone();
+    labels.insert("managed-by".to_string(), "terraform".to_string());
+    let err = env
+        .admin
+        .update_token(&id)
+        .labels(labels)
         .await
-        .unwrap();
-    eventually(20, "the ApiToken to go", || async {
-        env.tokens()
-            .get_opt("handover")
-            .await
-            .unwrap()
-            .is_none()
-            .then_some(())
-    })
-    .await;
+        .unwrap_err();
+    assert!(err.to_string().contains("immutable_field"), "{err}");
     let after = env.admin.get_token(&id).await.unwrap();
     assert_eq!(
-        after.status,
-        TokenStatus::Active,
-        "a terraform token was revoked"
+        after.labels.get("managed-by").map(String::as_str),
+        Some("tokenops-operator")
     );
-    assert_eq!(after.generation, 0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -641,14 +641,17 @@ impl Future for EdgeFuture {
 }
 
 /// An error answer that is not JSON (a problem, or a documented JSON answer
-/// such as verify's `429`) becomes a problem with the same status. Its body is
-/// dropped unread: axum's rejections quote the input.
+/// such as verify's `429`) nor one of the dashboard's HTML pages (rendered by
+/// escaping templates, for a person) becomes a problem with the same status.
+/// Its body is dropped unread: axum's rejections quote the input.
 fn as_problem(res: Response) -> Response {
     let status = res.status();
     if status.as_u16() < 400
         || res.headers().get(header::CONTENT_TYPE).is_some_and(|ct| {
             let ct = ct.as_bytes();
-            ct.starts_with(b"application/problem+json") || ct.starts_with(b"application/json")
+            ct.starts_with(b"application/problem+json")
+                || ct.starts_with(b"application/json")
+                || ct.starts_with(b"text/html")
         })
     {
         return res;

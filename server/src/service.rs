@@ -396,9 +396,10 @@ pub async fn create_token(
     let event = audit(caller, &row.project, "token.create", Some(&row.id), detail);
     match state.store.insert_token(&row, event).await? {
         Insert::Created(created) => {
-            // Nothing is cached about a new token, but values remembered as
-            // unknown (here and on other replicas) are forgotten.
-            state.changed(std::slice::from_ref(&created.id)).await;
+            // Nothing is cached about a new token; values remembered as
+            // unknown here are forgotten. Other replicas need no notice: a
+            // fresh random value cannot have been presented before it existed.
+            state.verifier.forget_unknown();
             state.metrics.changed("create", 1);
             Ok(TokenWithSecret {
                 token: state.wire(&created),

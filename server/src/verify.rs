@@ -412,6 +412,12 @@ impl Verifier {
         Ok(Some(cred))
     }
 
+    /// Forgets every value remembered as unknown (after a create).
+    pub fn forget_unknown(&self) {
+        self.epoch.fetch_add(1, Ordering::AcqRel);
+        self.unknown.invalidate_all();
+    }
+
     /// Forgets everything cached about these tokens, and every value
     /// remembered as unknown. Call after every write (creates included).
     pub fn invalidate<'a>(&self, ids: impl IntoIterator<Item = &'a str>) {

@@ -434,6 +434,7 @@ impl Env {
         self.admin
             .list_tokens()
             .selector(format!("tokenops.dev/apitoken-uid={}", tok.uid().unwrap()))
+            .all_statuses()
             .all()
             .await
             .unwrap()
