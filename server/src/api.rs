@@ -143,28 +143,10 @@ pub async fn list_tokens(
     caller: Caller,
     ApiQuery(q): ApiQuery<ListParams>,
 ) -> ApiResult<Json<Page<Token>>> {
-    let status = q
-        .status
-        .as_deref()
-        .map(|s| {
-            s.parse::<TokenStatus>()
-                .map_err(|m| ApiError::field(codes::INVALID_FIELD, "status", m))
-        })
-        .transpose()?;
-    let labels = q
-        .label
-        .as_deref()
-        .map(|s| {
-            tokenops_types::parse_selector(s)
-                .map_err(|m| ApiError::field(codes::INVALID_SELECTOR, "label", m))
-        })
-        .transpose()?
-        .unwrap_or_default();
-    let expiring_within = q
-        .expiring_within
-        .as_deref()
-        .map(|d| validate::duration("expiring_within", d))
-        .transpose()?;
+    let status = validate::status_filter(q.status.as_deref())?;
+    let labels = validate::label_filter(q.label.as_deref())?;
+    let expiring_within =
+        validate::optional_duration("expiring_within", q.expiring_within.as_deref())?;
     let query = TokenQuery {
         status,
         include_revoked: parse_bool("all", q.all.as_deref())?,

@@ -207,6 +207,32 @@ pub fn labels(value: &Labels) -> Result<(), ApiError> {
     Ok(())
 }
 
+/// The `status` filter of a list, as text from a query or a form.
+pub fn status_filter(value: Option<&str>) -> Result<Option<tokenops_types::TokenStatus>, ApiError> {
+    value
+        .map(|s| {
+            s.parse::<tokenops_types::TokenStatus>()
+                .map_err(|m| ApiError::field(codes::INVALID_FIELD, "status", m))
+        })
+        .transpose()
+}
+
+/// The `label` selector filter of a list (`k=v,k2=v2`); none means no labels.
+pub fn label_filter(value: Option<&str>) -> Result<Vec<(String, String)>, ApiError> {
+    Ok(value
+        .map(|s| {
+            tokenops_types::parse_selector(s)
+                .map_err(|m| ApiError::field(codes::INVALID_SELECTOR, "label", m))
+        })
+        .transpose()?
+        .unwrap_or_default())
+}
+
+/// An optional duration field (e.g. `expiring_within`).
+pub fn optional_duration(field: &str, value: Option<&str>) -> Result<Option<Duration>, ApiError> {
+    value.map(|d| duration(field, d)).transpose()
+}
+
 /// A Go-style duration field.
 pub fn duration(field: &str, value: &str) -> Result<Duration, ApiError> {
     parse_duration(value).map_err(|e| {

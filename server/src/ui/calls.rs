@@ -8,11 +8,11 @@ use std::time::Duration;
 
 use tokenops_types::{
     AuditEvent, BulkRevokeRequest, BulkRevokeResponse, CreateTokenRequest, Page, RegenerateRequest,
-    RevokeRequest, Token, TokenStatus, TokenWithSecret, UpdateTokenRequest, codes,
+    RevokeRequest, Token, TokenWithSecret, UpdateTokenRequest,
 };
 
 pub use crate::authority::Action;
-use crate::error::{ApiError, ApiResult};
+use crate::error::ApiResult;
 use crate::service;
 use crate::state::AppState;
 use crate::validate;
@@ -69,29 +69,10 @@ pub async fn list_tokens(
     q: &TokenQuery,
 ) -> ApiResult<Page<Token>> {
     let include_revoked = q.status.as_deref() == Some("all");
-    let status = q
-        .status
-        .as_deref()
-        .filter(|s| *s != "all")
-        .map(|s| {
-            s.parse::<TokenStatus>()
-                .map_err(|m| ApiError::field(codes::INVALID_FIELD, "status", m))
-        })
-        .transpose()?;
-    let labels = q
-        .labels
-        .as_deref()
-        .map(|s| {
-            tokenops_types::parse_selector(s)
-                .map_err(|m| ApiError::field(codes::INVALID_SELECTOR, "label", m))
-        })
-        .transpose()?
-        .unwrap_or_default();
-    let expiring_within = q
-        .expiring_within
-        .as_deref()
-        .map(|d| validate::duration("expiring_within", d))
-        .transpose()?;
+    let status = validate::status_filter(q.status.as_deref().filter(|s| *s != "all"))?;
+    let labels = validate::label_filter(q.labels.as_deref())?;
+    let expiring_within =
+        validate::optional_duration("expiring_within", q.expiring_within.as_deref())?;
     let query = service::TokenQuery {
         status,
         include_revoked,
