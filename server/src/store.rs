@@ -143,6 +143,11 @@ pub struct Store {
     write_gate: Option<Arc<tokio::sync::Mutex<()>>>,
 }
 
+/// Revokes one active token (`$1` now, `$2` id, `$3` project); its previous
+/// value stops verifying with it.
+const REVOKE_ACTIVE: &str = "UPDATE tokens SET revoked_at = $1, updated_at = $1, prev_hash = NULL, \
+    prev_masked = NULL, prev_valid_until = NULL WHERE id = $2 AND project = $3 AND revoked_at IS NULL";
+
 const COLUMNS: &str = "id, project, name, description, role, scopes, resources, labels, secret_hash, masked, \
     prev_hash, prev_masked, prev_valid_until, lifetime_us, expires_at, revoked_at, created_at, updated_at, last_used_at, \
     regenerated_at, generation, create_key, create_digest, regen_key, regen_digest";
@@ -809,15 +814,12 @@ impl Store {
         let now = now_us();
         let _turn = self.write_turn().await;
         let mut tx = self.begin().await?;
-        let changed = sqlx::query(
-            "UPDATE tokens SET revoked_at = $1, updated_at = $1, prev_hash = NULL, prev_masked = NULL, prev_valid_until = NULL \
-             WHERE id = $2 AND project = $3 AND revoked_at IS NULL",
-        )
-        .bind(now)
-        .bind(id)
-        .bind(project)
-        .execute(&mut *tx)
-        .await?;
+        let changed = sqlx::query(REVOKE_ACTIVE)
+            .bind(now)
+            .bind(id)
+            .bind(project)
+            .execute(&mut *tx)
+            .await?;
         let row = sqlx::query(&format!(
             "SELECT {COLUMNS} FROM tokens WHERE id = $1 AND project = $2"
         ))
@@ -900,15 +902,12 @@ impl Store {
         let mut tx = self.begin().await?;
         let mut revoked: Vec<String> = Vec::new();
         for (id, project) in targets {
-            let r = sqlx::query(
-                "UPDATE tokens SET revoked_at = $1, updated_at = $1, prev_hash = NULL, prev_masked = NULL, prev_valid_until = NULL \
-                 WHERE id = $2 AND project = $3 AND revoked_at IS NULL",
-            )
-            .bind(now)
-            .bind(id)
-            .bind(project)
-            .execute(&mut *tx)
-            .await?;
+            let r = sqlx::query(REVOKE_ACTIVE)
+                .bind(now)
+                .bind(id)
+                .bind(project)
+                .execute(&mut *tx)
+                .await?;
             if r.rows_affected() > 0 {
                 let audit = NewAudit {
                     project: project.clone(),
