@@ -169,3 +169,93 @@ async fn the_dashboard_can_be_turned_off() {
         .unwrap();
     assert_eq!(res.status().as_u16(), 200);
 }
+
+/// Creates a token over the API as `caller`; returns `(id, value)`.
+async fn create_over_api(base: &str, caller: &str, body: serde_json::Value) -> (String, String) {
+    let res = client()
+        .post(format!("{base}/v1/tokens"))
+        .bearer_auth(caller)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status().as_u16(), 201, "create {body}");
+    let v: serde_json::Value = res.json().await.unwrap();
+    (
+        v["token"]["id"].as_str().unwrap().to_string(),
+        v["secret"].as_str().unwrap().to_string(),
+    )
+}
+
+async fn page(base: &str, cookie: &str, path: &str) -> (u16, String) {
+    let res = client()
+        .get(format!("{base}{path}"))
+        .header("cookie", cookie)
+        .send()
+        .await
+        .unwrap();
+    (res.status().as_u16(), res.text().await.unwrap())
+}
+
+/// The list's "expiring within N days" and label filters, and the audit log's
+/// actor filter, as a person uses them from the dashboard.
+async fn list_and_audit_filters(server: TestServer) {
+    let base = server.url();
+    let owner = server.owner_token();
+    let (admin_id, admin) = create_over_api(
+        &base,
+        &owner,
+        serde_json::json!({"name": "filter-admin", "role": "token-admin", "lifetime": "30d"}),
+    )
+    .await;
+    create_over_api(
+        &base,
+        &owner,
+        serde_json::json!({"name": "soon-ending", "role": "read-only", "lifetime": "2d",
+                           "labels": {"app": "billing"}}),
+    )
+    .await;
+    create_over_api(
+        &base,
+        &owner,
+        serde_json::json!({"name": "long-lived", "role": "read-only", "lifetime": "60d"}),
+    )
+    .await;
+    let (by_admin_id, _) = create_over_api(
+        &base,
+        &admin,
+        serde_json::json!({"name": "made-by-admin", "role": "read-only", "lifetime": "10d"}),
+    )
+    .await;
+    let cookie = sign_in(&base, &owner).await;
+
+    // Expiring within 7 days: only the 2-day token.
+    let (status, html) = page(&base, &cookie, "/ui/?expiring_within=7").await;
+    assert_eq!(status, 200);
+    assert!(html.contains("soon-ending"), "the 2-day token is listed");
+    assert!(!html.contains("long-lived"), "a 60-day token is not");
+    assert!(!html.contains("made-by-admin"), "a 10-day token is not");
+    // Within 14 days the 10-day token joins it.
+    let (_, html) = page(&base, &cookie, "/ui/?expiring_within=14").await;
+    assert!(html.contains("soon-ending") && html.contains("made-by-admin"));
+    assert!(!html.contains("long-lived"));
+    // A filter that is not a number is answered next to its field.
+    let (status, html) = page(&base, &cookie, "/ui/?expiring_within=soon").await;
+    assert_eq!(status, 422);
+    assert!(html.contains("Give a whole number of days"), "{html}");
+    // A label selector.
+    let (status, html) = page(&base, &cookie, "/ui/?label=app%3Dbilling").await;
+    assert_eq!(status, 200);
+    assert!(html.contains("soon-ending") && !html.contains("long-lived"));
+
+    // The audit log filtered by actor shows only what that token did.
+    let (status, html) = page(&base, &cookie, &format!("/ui/audit?actor={admin_id}")).await;
+    assert_eq!(status, 200);
+    assert!(
+        html.contains(&by_admin_id),
+        "the admin's create is listed: {html}"
+    );
+    assert_eq!(html.matches("token.create").count(), 1, "one event: {html}");
+}
+
+tokenops_testkit::on_both_backends!(list_and_audit_filters);

@@ -472,6 +472,40 @@ async fn dashboard_in_chromium() {
     assert!(c.get_alert_text().await.is_err(), "a script ran");
     screenshot(c, "dashboard-tokens").await;
 
+    // At a phone's width no page scrolls sideways (wide tables scroll in
+    // their own box), and the list keeps its actions.
+    c.set_window_size(390, 844).await.expect("phone width");
+    for path in [
+        "/ui/".to_string(),
+        "/ui/tokens/new".to_string(),
+        format!("/ui/tokens/{xss_id}"),
+        "/ui/audit".to_string(),
+    ] {
+        go(c, &base, &path).await;
+        let fits = c
+            .execute(
+                "return [document.documentElement.scrollWidth, window.innerWidth];",
+                vec![],
+            )
+            .await
+            .expect("page width");
+        let (page_width, view_width) = (fits[0].as_u64().unwrap(), fits[1].as_u64().unwrap());
+        assert!(
+            page_width <= view_width,
+            "{path} is {page_width} px wide in a {view_width} px window"
+        );
+    }
+    go(c, &base, "/ui/").await;
+    assert!(
+        !c.find_all(Locator::LinkText("Create token"))
+            .await
+            .unwrap()
+            .is_empty(),
+        "the list keeps its Create token action at a phone's width"
+    );
+    screenshot(c, "dashboard-phone").await;
+    c.set_window_size(1280, 900).await.expect("desktop width");
+
     // A form posted without its CSRF token is refused, and nothing changes.
     let session = c
         .get_named_cookie("tokenops_session")
