@@ -812,6 +812,20 @@ async fn token_to_change(state: &AppState, viewer: &Viewer, id: &str) -> Result<
     Ok(token)
 }
 
+/// A POST on one token: its form, once the session's CSRF token and origin
+/// check out, and the token, once this dashboard may change it.
+async fn token_form(
+    state: &AppState,
+    viewer: &Viewer,
+    id: &str,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<(Form, Token), Response> {
+    let form = viewer_form(headers, viewer, body).map_err(|refused| *refused)?;
+    let token = token_to_change(state, viewer, id).await?;
+    Ok((form, token))
+}
+
 async fn detail_with_error(
     state: &AppState,
     viewer: &Viewer,
@@ -831,12 +845,8 @@ pub async fn edit(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let form = match viewer_form(&headers, &viewer, &body) {
-        Ok(f) => f,
-        Err(refused) => return *refused,
-    };
-    let token = match token_to_change(&state, &viewer, &id).await {
-        Ok(t) => t,
+    let (form, token) = match token_form(&state, &viewer, &id, &headers, &body).await {
+        Ok(both) => both,
         Err(res) => return res,
     };
     let entered = EditForm {
@@ -889,12 +899,8 @@ pub async fn regenerate(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let form = match viewer_form(&headers, &viewer, &body) {
-        Ok(f) => f,
-        Err(refused) => return *refused,
-    };
-    let token = match token_to_change(&state, &viewer, &id).await {
-        Ok(t) => t,
+    let (form, token) = match token_form(&state, &viewer, &id, &headers, &body).await {
+        Ok(both) => both,
         Err(res) => return res,
     };
     if let Err(res) = once(&state, &viewer, &form).await {
@@ -940,10 +946,7 @@ pub async fn revoke(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    if let Err(refused) = viewer_form(&headers, &viewer, &body) {
-        return *refused;
-    }
-    if let Err(res) = token_to_change(&state, &viewer, &id).await {
+    if let Err(res) = token_form(&state, &viewer, &id, &headers, &body).await {
         return res;
     }
     match calls::revoke_token(&state, &viewer.credential, &id).await {
@@ -959,12 +962,8 @@ pub async fn delete(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let form = match viewer_form(&headers, &viewer, &body) {
-        Ok(f) => f,
-        Err(refused) => return *refused,
-    };
-    let token = match token_to_change(&state, &viewer, &id).await {
-        Ok(t) => t,
+    let (form, token) = match token_form(&state, &viewer, &id, &headers, &body).await {
+        Ok(both) => both,
         Err(res) => return res,
     };
     if form.get("confirm_name") != token.name {
