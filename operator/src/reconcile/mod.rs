@@ -173,7 +173,11 @@ async fn pipeline(tok: &ApiToken, ctx: &Context, caches: &Caches) -> Result<Acti
         None => ctx.memory.forget_token(tok),
     }
     // The renewal time, or sooner the resync: a token revoked or deleted
-    // outside Kubernetes is noticed within one resync period.
+    // outside Kubernetes is noticed within one resync period. The controller
+    // adds its debounce to every requeue; take it off so a rotation starts on time.
     let resync = ctx.resync_after(tok);
-    Ok(Action::requeue(requeue.map_or(resync, |d| d.min(resync))))
+    let next = requeue.map_or(resync, |d| d.min(resync));
+    Ok(Action::requeue(
+        next.saturating_sub(crate::controller::DEBOUNCE),
+    ))
 }
