@@ -4,16 +4,20 @@
 //! Secrets and the metadata of every Secret are also kept as caches that the
 //! reconcile reads instead of the API server.
 //!
-//! # One reconcile for our own writes
+//! # One reconcile per new `ApiToken`
 //!
 //! The first reconcile of a new `ApiToken` writes three objects (the finalizer,
-//! the Secret, the status), and each write comes back as a watch event. The
-//! controller debounces triggers ([`DEBOUNCE`]): events that arrive within it
-//! of each other wake the `ApiToken` once, and a trigger that arrives while
-//! the `ApiToken` is being reconciled waits for the end of that reconcile. So
-//! our own writes cost at most one more reconcile, and that one finds the
-//! caches at our writes (or [`crate::reconcile::memory`] says they are not
-//! yet) and sends no request.
+//! the Secret, the status), and each write comes back as a watch event. That
+//! reconcile has already acted on what those events bring, so they are
+//! dropped before they wake the `ApiToken` again: an `ApiToken` at a
+//! resourceVersion our own finalizer patch or status write produced, or an
+//! owned Secret at the resourceVersion our own apply produced, is not a
+//! trigger ([`crate::reconcile::memory`] remembers those versions). Only
+//! watch updates are dropped, never the objects of a re-list (after a watch
+//! restart a change by someone else may hide behind our newer version) nor a
+//! deletion. An event that arrives before the reconcile has recorded its write
+//! still wakes the `ApiToken`; that reconcile finds nothing to do and sends
+//! no request.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -58,14 +62,6 @@ pub struct Context {
     pub memory: Memory,
     failures: Mutex<HashMap<String, u32>>,
 }
-
-/// How long the controller waits after a trigger for more before it
-/// reconciles (trailing-edge debounce): long enough that the watch events of
-/// one reconcile's own writes — which arrive milliseconds apart — wake the
-/// `ApiToken` once, short enough that a person does not notice it. It is not a
-/// predicate that drops our own events: a change by someone else in the same
-/// window is still seen, by that one reconcile.
-pub const DEBOUNCE: Duration = Duration::from_millis(500);
 
 /// Default of [`Context::concurrency`]: enough to keep a backend busy; a
 /// bound so that 10,000 new `ApiToken`s do not mean 10,000 reconciles (and
@@ -193,24 +189,65 @@ pub async fn run(ctx: Arc<Context>, namespace: Option<&str>) {
             None => (Api::all(ctx.client.clone()), Api::all(ctx.client.clone())),
         };
     let owned = watcher::Config::default().labels(&format!("{K8S_MANAGED_BY}={MANAGED_BY_VALUE}"));
-    let controller = Controller::new(tokens, watcher::Config::default().any_semantic())
-        .with_config(
-            ControllerConfig::default()
-                .concurrency(ctx.concurrency)
-                .debounce(DEBOUNCE),
-        );
-    // The Secrets we own, whole, and every Secret's metadata, kept as caches
-    // for the reconcile (managed fields dropped: nothing reads them).
+    // The ApiTokens, without the updates our own writes made (see above).
+    let (token_store, token_writer) = reflector::store::<ApiToken>();
+    let token_stream = {
+        let ctx = ctx.clone();
+        watcher::watcher(tokens, watcher::Config::default().any_semantic())
+            .default_backoff()
+            .reflect(token_writer)
+            .filter_map(move |event| {
+                let trigger = match event {
+                    Ok(watcher::Event::Apply(t)) if ctx.memory.made(&t) => None,
+                    Ok(watcher::Event::Apply(t) | watcher::Event::InitApply(t)) => Some(Ok(t)),
+                    Ok(_) => None,
+                    Err(e) => Some(Err(e)),
+                };
+                std::future::ready(trigger)
+            })
+    };
+    let controller = Controller::for_stream(token_stream, token_store)
+        .with_config(ControllerConfig::default().concurrency(ctx.concurrency));
+    // The Secrets we own, whole, kept as a cache for the reconcile (managed
+    // fields dropped: nothing reads them); our own applies wake nothing.
     let (owned_secrets, owned_writer) = reflector::store::<Secret>();
-    let owned_stream = watcher::watcher(secrets, owned)
-        .default_backoff()
-        .modify(|s| s.managed_fields_mut().clear())
-        .reflect(owned_writer)
-        .touched_objects();
+    let owned_stream = {
+        let ctx = ctx.clone();
+        watcher::watcher(secrets, owned)
+            .default_backoff()
+            .modify(|s| s.managed_fields_mut().clear())
+            .reflect(owned_writer)
+            .filter_map(move |event| {
+                let ours = |s: &Secret| {
+                    s.owner_references()
+                        .iter()
+                        .any(|o| o.controller == Some(true) && ctx.memory.wrote_secret(&o.uid, s))
+                };
+                let trigger = match event {
+                    Ok(watcher::Event::Apply(s)) if ours(&s) => None,
+                    Ok(
+                        watcher::Event::Apply(s)
+                        | watcher::Event::InitApply(s)
+                        | watcher::Event::Delete(s),
+                    ) => Some(Ok(s)),
+                    Ok(_) => None,
+                    Err(e) => Some(Err(e)),
+                };
+                std::future::ready(trigger)
+            })
+    };
+    // Which Secrets exist, by name only (to notice a Secret of an ApiToken's
+    // name that is not ours); the values of Secrets are not read here.
     let (secret_metadata, metadata_writer) = reflector::store::<PartialObjectMeta<Secret>>();
     let metadata_stream = watcher::watcher(credentials, watcher::Config::default())
         .default_backoff()
-        .modify(|s| s.managed_fields_mut().clear())
+        .modify(|s| {
+            s.metadata = kube::api::ObjectMeta {
+                name: s.metadata.name.take(),
+                namespace: s.metadata.namespace.take(),
+                ..Default::default()
+            }
+        })
         .reflect(metadata_writer)
         .touched_objects();
     let reconciler = Arc::new(Reconciler {

@@ -23,6 +23,7 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use k8s_openapi::api::core::v1::Secret;
 use kube::ResourceExt;
 use tokenops_client::Token;
 
@@ -51,15 +52,18 @@ fn fresh(at: Instant) -> bool {
 /// Remembered writes by `ApiToken` UID (see the module documentation).
 #[derive(Default)]
 pub struct Memory {
-    inner: Mutex<(HashMap<String, Entry>, usize)>,
+    /// The entries, and when stale ones were last dropped.
+    inner: Mutex<(HashMap<String, Entry>, Option<Instant>)>,
 }
 
 /// How many resourceVersions of one `ApiToken` are remembered.
 const VERSIONS_KEPT: usize = 4;
 
 impl Memory {
-    /// How long a write is remembered: far longer than a watch cache is behind.
-    pub const TTL: Duration = Duration::from_secs(30);
+    /// How long a write is remembered: far longer than a watch cache is
+    /// behind, short enough that the memory holds only the `ApiToken`s written
+    /// in the last seconds.
+    pub const TTL: Duration = Duration::from_secs(10);
     /// How long a token read from (or returned by) the backend stands in for
     /// another read, in a reconcile that our own writes woke.
     pub const TOKEN_TTL: Duration = Duration::from_secs(10);
@@ -68,12 +72,11 @@ impl Memory {
     fn with<T>(&self, tok: &ApiToken, f: impl FnOnce(&mut Entry) -> T) -> Option<T> {
         let uid = tok.uid()?;
         let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
-        let (entries, prune_at) = &mut *inner;
-        // Drop stale entries whenever the map has doubled since the last time
-        // (amortised, however many are fresh).
-        if entries.len() >= *prune_at {
+        let (entries, pruned) = &mut *inner;
+        // Drop stale entries once per TTL (amortised over all the calls meanwhile).
+        if pruned.is_none_or(|p| !fresh(p)) {
             entries.retain(|_, e| e.touched.is_some_and(fresh));
-            *prune_at = (2 * entries.len()).max(256);
+            *pruned = Some(Instant::now());
         }
         let entry = entries.entry(uid).or_default();
         if entry.touched.is_some_and(|t| !fresh(t)) {
@@ -81,6 +84,42 @@ impl Memory {
         }
         entry.touched = Some(Instant::now());
         Some(f(entry))
+    }
+
+    /// Runs `f` on the entry of the `ApiToken` with `uid`, if there is a fresh
+    /// one (without creating one).
+    fn peek<T>(&self, uid: &str, f: impl FnOnce(&Entry) -> T) -> Option<T> {
+        let inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        inner
+            .0
+            .get(uid)
+            .filter(|e| e.touched.is_some_and(fresh))
+            .map(f)
+    }
+
+    /// Whether `tok`, as a watch event brings it, is what our own finalizer
+    /// patch or status write made of it (the reconcile that wrote it has
+    /// already acted on it).
+    pub fn made(&self, tok: &ApiToken) -> bool {
+        let (Some(uid), Some(version)) = (tok.uid(), tok.resource_version()) else {
+            return false;
+        };
+        self.peek(&uid, |e| e.versions.contains(&version))
+            .unwrap_or(false)
+    }
+
+    /// Whether `secret`, as a watch event brings it, is our own last write of
+    /// it (for the `ApiToken` with UID `owner`).
+    pub fn wrote_secret(&self, owner: &str, secret: &Secret) -> bool {
+        let (name, Some(version)) = (secret.name_any(), secret.resource_version()) else {
+            return false;
+        };
+        self.peek(owner, |e| {
+            e.secret
+                .as_ref()
+                .is_some_and(|(n, v, at)| *n == name && *v == version && fresh(*at))
+        })
+        .unwrap_or(false)
     }
 
     fn add_version(entry: &mut Entry, version: Option<String>) {

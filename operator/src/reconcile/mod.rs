@@ -17,8 +17,8 @@
 //! GET, except where [`memory`] says the cache is behind our own write. The
 //! first reconcile of a new `ApiToken` therefore sends four Kubernetes
 //! requests: the finalizer patch, the Secret and the status (server-side
-//! apply each), and the `Issued` Event. The reconcile that our own writes
-//! wake finds nothing to do and sends none.
+//! apply each), and the `Issued` Event. The watch events of those writes
+//! wake no second reconcile (see [`crate::controller`]).
 
 pub mod act;
 pub mod cleanup;
@@ -173,11 +173,7 @@ async fn pipeline(tok: &ApiToken, ctx: &Context, caches: &Caches) -> Result<Acti
         None => ctx.memory.forget_token(tok),
     }
     // The renewal time, or sooner the resync: a token revoked or deleted
-    // outside Kubernetes is noticed within one resync period. The controller
-    // adds its debounce to every requeue; take it off so a rotation starts on time.
+    // outside Kubernetes is noticed within one resync period.
     let resync = ctx.resync_after(tok);
-    let next = requeue.map_or(resync, |d| d.min(resync));
-    Ok(Action::requeue(
-        next.saturating_sub(crate::controller::DEBOUNCE),
-    ))
+    Ok(Action::requeue(requeue.map_or(resync, |d| d.min(resync))))
 }

@@ -104,8 +104,8 @@ fn difference(
 }
 
 /// New `ApiToken`s cost at most 5 Kubernetes requests and 2 reconciles each
-/// (the budget; the pipeline needs 4 and 1–2), with watch events late
-/// as under load, and the reconciles that our own writes wake send nothing.
+/// (the budget; the pipeline needs 4 and 1), with watch events late
+/// as under load.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn new_api_tokens_stay_within_five_kubernetes_requests_and_two_reconciles_each() {
     const N: usize = 50;
