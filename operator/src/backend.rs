@@ -148,7 +148,9 @@ async fn read(kube: &kube::Client, at: &BackendLocation) -> Result<(BackendSetti
 /// its credentials Secret change ([`Resolver::forget`]), when a reconcile
 /// using it fails, and after [`Resolver::TTL`] in any case (a change missed
 /// while a watch was re-connecting, or credentials in a namespace the
-/// operator does not watch). The deletion path does not use it.
+/// operator does not watch). Revocations (deletion, replaced tokens) use it
+/// too, and read afresh only when the backend refuses (see
+/// [`crate::reconcile::revoke::revoke_one`]).
 ///
 /// It also keeps the clients it builds, by a hash of what they were built from
 /// (endpoint, token, CA): a backend with the same settings as before reuses its

@@ -34,19 +34,26 @@ pub struct Caches {
 }
 
 impl Caches {
-    /// Waits until both caches hold a complete list (once, after a start or
-    /// a re-list): an empty cache would look like deleted Secrets.
+    /// Waits until both caches hold a complete list (once, after a start):
+    /// an empty cache would look like deleted Secrets.
+    ///
+    /// Checked by polling rather than by awaiting `Store::wait_until_ready`:
+    /// that future wakes only the last of several concurrent waiters (it sits
+    /// on a oneshot channel), which left all but one of the reconciles started
+    /// before the caches were ready waiting for ever.
     pub async fn ready(&self) -> Result<()> {
-        let not_ready = |_| Error::MissingField("a synced Secret cache");
-        self.owned_secrets
-            .wait_until_ready()
-            .await
-            .map_err(not_ready)?;
-        self.secret_metadata
-            .wait_until_ready()
-            .await
-            .map_err(not_ready)?;
-        Ok(())
+        use futures::FutureExt;
+        loop {
+            let owned = self.owned_secrets.wait_until_ready().now_or_never();
+            let names = self.secret_metadata.wait_until_ready().now_or_never();
+            match (owned, names) {
+                (Some(Ok(())), Some(Ok(()))) => return Ok(()),
+                (Some(Err(_)), _) | (_, Some(Err(_))) => {
+                    return Err(Error::MissingField("a synced Secret cache"));
+                }
+                _ => tokio::time::sleep(std::time::Duration::from_millis(20)).await,
+            }
+        }
     }
 
     /// Our Secret `name` in `tok`'s namespace, as the cache has it.
