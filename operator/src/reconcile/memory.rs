@@ -35,7 +35,8 @@ struct Entry {
     /// resourceVersions of the `ApiToken` that this process acted on or produced.
     versions: Vec<String>,
     finalizer: Option<Instant>,
-    status: Option<(ApiTokenStatus, Instant)>,
+    /// The status, the resourceVersion our write of it produced, and when.
+    status: Option<(ApiTokenStatus, Option<String>, Instant)>,
     /// The Secret name and resourceVersion after our last write (or read) of it.
     secret: Option<(String, String, Instant)>,
     /// The token and when the backend showed it so.
@@ -87,37 +88,62 @@ impl Memory {
     }
 
     /// Runs `f` on the entry of the `ApiToken` with `uid`, if there is a fresh
-    /// one (without creating one).
-    fn peek<T>(&self, uid: &str, f: impl FnOnce(&Entry) -> T) -> Option<T> {
-        let inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
-        inner
+    /// one (without creating one); drops the entry when `f` leaves nothing in
+    /// it that a cache could still be behind on.
+    fn peek<T>(&self, uid: &str, f: impl FnOnce(&mut Entry) -> T) -> Option<T> {
+        let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        let entry = inner
             .0
-            .get(uid)
-            .filter(|e| e.touched.is_some_and(fresh))
-            .map(f)
+            .get_mut(uid)
+            .filter(|e| e.touched.is_some_and(fresh))?;
+        let result = f(entry);
+        if entry.status.is_none() && entry.secret.is_none() && entry.finalizer.is_none() {
+            inner.0.remove(uid);
+        }
+        Some(result)
     }
 
     /// Whether `tok`, as a watch event brings it, is what our own finalizer
     /// patch or status write made of it (the reconcile that wrote it has
-    /// already acted on it).
+    /// already acted on it). Once the event of our status write has come, the
+    /// cache holds everything we wrote to the `ApiToken`: that part is
+    /// forgotten (the memory holds only what caches may still be behind on).
     pub fn made(&self, tok: &ApiToken) -> bool {
         let (Some(uid), Some(version)) = (tok.uid(), tok.resource_version()) else {
             return false;
         };
-        self.peek(&uid, |e| e.versions.contains(&version))
-            .unwrap_or(false)
+        self.peek(&uid, |e| {
+            let made = e.versions.contains(&version);
+            if e.status
+                .as_ref()
+                .is_some_and(|(_, v, _)| v.as_ref() == Some(&version))
+            {
+                e.status = None;
+                e.finalizer = None;
+                e.token = None;
+                e.versions.clear();
+            }
+            made
+        })
+        .unwrap_or(false)
     }
 
     /// Whether `secret`, as a watch event brings it, is our own last write of
-    /// it (for the `ApiToken` with UID `owner`).
+    /// it (for the `ApiToken` with UID `owner`); if so, the cache now holds it
+    /// and it is forgotten.
     pub fn wrote_secret(&self, owner: &str, secret: &Secret) -> bool {
         let (name, Some(version)) = (secret.name_any(), secret.resource_version()) else {
             return false;
         };
         self.peek(owner, |e| {
-            e.secret
+            let ours = e
+                .secret
                 .as_ref()
-                .is_some_and(|(n, v, at)| *n == name && *v == version && fresh(*at))
+                .is_some_and(|(n, v, at)| *n == name && *v == version && fresh(*at));
+            if ours {
+                e.secret = None;
+            }
+            ours
         })
         .unwrap_or(false)
     }
@@ -139,8 +165,8 @@ impl Memory {
         let written = self.with(tok, |e| {
             e.status
                 .as_ref()
-                .filter(|(_, at)| fresh(*at))
-                .map(|(s, _)| s.clone())
+                .filter(|(_, _, at)| fresh(*at))
+                .map(|(s, _, _)| s.clone())
         });
         if let Some(Some(status)) = written {
             tok.status = Some(status);
@@ -170,7 +196,7 @@ impl Memory {
     /// Records our status write, which gave the `ApiToken` `version`.
     pub fn wrote_status(&self, tok: &ApiToken, status: &ApiTokenStatus, version: Option<String>) {
         self.with(tok, |e| {
-            e.status = Some((status.clone(), Instant::now()));
+            e.status = Some((status.clone(), version.clone(), Instant::now()));
             Self::add_version(e, version);
         });
     }
@@ -258,6 +284,27 @@ mod tests {
         memory.wrote_status(&stale, &status, Some("3".into()));
         memory.overlay_status(&mut stale);
         assert_eq!(stale.status, Some(status));
+    }
+
+    #[test]
+    fn the_event_of_our_status_write_is_ours_and_ends_the_memory_of_it() {
+        let memory = Memory::default();
+        let tok = api_token("1");
+        memory.added_finalizer(&api_token("2"));
+        let status = ApiTokenStatus {
+            token_id: Some("t-1".into()),
+            ..Default::default()
+        };
+        memory.wrote_status(&tok, &status, Some("3".into()));
+        assert!(memory.made(&api_token("2")), "the finalizer patch");
+        assert!(!memory.made(&api_token("4")), "someone else's change");
+        assert!(memory.made(&api_token("3")), "the status write");
+        // The cache has caught up: nothing more to stand in for.
+        let mut later = api_token("3");
+        later.status = None;
+        memory.overlay_status(&mut later);
+        assert_eq!(later.status, None);
+        assert!(!memory.has_finalizer(&later));
     }
 
     #[test]
