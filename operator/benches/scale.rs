@@ -4,7 +4,11 @@
 //! 1. backend alone: 1,000 creates through `tokenops-client`, as many in flight
 //!    at once as the operator's controller runs reconciles;
 //! 2. 1,000 `ApiToken`s created at once until all are Ready with their Secret,
-//!    and the ratio to (1);
+//!    and the ratio to (1); the operator's Kubernetes requests (its own count,
+//!    `tokenops_operator_kube_requests_total`, without watches and lists) and
+//!    reconciles per new `ApiToken`; and the time a plain client takes to send
+//!    the same Kubernetes writes on a fresh kube-memserver (no operator, no
+//!    backend);
 //! 3. a full resync of those 1,000 in steady state (the operator restarted: it
 //!    lists and reconciles everything): writes to the backend and to Kubernetes;
 //! 4. rotation latency: 100 short-lived tokens, from each one's
@@ -16,6 +20,10 @@
 //! `tokenops-server` on a fresh SQLite file: the release-built server library,
 //! with its CPU apart from ours) and the operator (the release
 //! `tokenops-operator` binary, with a kubeconfig pointing at kube-memserver).
+//!
+//! Only kube-memserver is measured; there is no real-cluster mode yet (the
+//! e2e budget test `new_api_tokens_stay_within_five_kubernetes_requests_and_two_reconciles_each`
+//! counts the same way and runs on a real cluster with `TOKENOPS_E2E_KUBECONFIG`).
 //!
 //! `BENCH_TOKENS` (default 1000), `BENCH_ROTATIONS` (100), `BENCH_MEMORY_TOKENS`
 //! (10000), `BENCH_REPEAT` (3, for the backend baseline) and `BENCH_CONCURRENCY`

@@ -193,7 +193,7 @@ impl Resolver {
 
     /// Reads the backend object and its credentials Secret now, and returns
     /// the backend with its client (used where a stale read would do harm:
-    /// deletion, the backend's own `Ready` check).
+    /// a revoke the backend refused, the backend's own `Ready` check).
     pub async fn resolve_fresh(
         &self,
         kube: &kube::Client,
