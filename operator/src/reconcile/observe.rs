@@ -246,3 +246,39 @@ async fn adopt_from_secret(
         Err(e) => Err(e.into()),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kube::runtime::{reflector, watcher};
+
+    #[tokio::test]
+    async fn every_reconcile_waiting_for_the_caches_goes_on_once_they_are_ready() {
+        let (owned_secrets, mut owned) = reflector::store::<Secret>();
+        let (secret_metadata, mut names) = reflector::store::<PartialObjectMeta<Secret>>();
+        let caches = Caches {
+            owned_secrets,
+            secret_metadata,
+        };
+        let waiting: Vec<_> = (0..8)
+            .map(|_| {
+                let caches = caches.clone();
+                tokio::spawn(async move { caches.ready().await })
+            })
+            .collect();
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        for event in [watcher::Event::Init, watcher::Event::InitDone] {
+            owned.apply_watcher_event(&event);
+        }
+        for event in [watcher::Event::Init, watcher::Event::InitDone] {
+            names.apply_watcher_event(&event);
+        }
+        let all = tokio::time::timeout(
+            std::time::Duration::from_secs(5),
+            futures::future::join_all(waiting),
+        )
+        .await
+        .expect("every waiter goes on, not only the last one");
+        assert!(all.into_iter().all(|r| matches!(r, Ok(Ok(())))));
+    }
+}
