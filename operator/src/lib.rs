@@ -16,7 +16,7 @@
 //! and [`reconcile::cleanup`] once deletion is requested. [`controller`] holds
 //! the watches that wake it and the caches it reads.
 //!
-//! `main.rs` is a thin command line over [`run`] and [`crd::all_yaml`].
+//! `main.rs` is a thin command line over [`run()`] and [`crd::all_yaml`].
 
 pub mod backend;
 pub mod backend_controller;
