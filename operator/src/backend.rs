@@ -148,7 +148,9 @@ async fn read(kube: &kube::Client, at: &BackendLocation) -> Result<(BackendSetti
 /// its credentials Secret change ([`Resolver::forget`]), when a reconcile
 /// using it fails, and after [`Resolver::TTL`] in any case (a change missed
 /// while a watch was re-connecting, or credentials in a namespace the
-/// operator does not watch). The deletion path does not use it.
+/// operator does not watch). Revocations (deletion, replaced tokens) use it
+/// too, and read afresh only when the backend refuses (see
+/// [`crate::reconcile::revoke::revoke_one`]).
 ///
 /// It also keeps the clients it builds, by a hash of what they were built from
 /// (endpoint, token, CA): a backend with the same settings as before reuses its
@@ -158,6 +160,10 @@ pub struct Resolver {
     /// Entries by location, and a count of invalidations: a resolve that
     /// raced with one does not store its (maybe stale) result.
     inner: Mutex<(HashMap<BackendLocation, Resolved>, u64)>,
+    /// One read at a time per location: the reconciles of a burst of new
+    /// `ApiToken`s on one backend wait for the first one's read instead of
+    /// each reading the backend object and its credentials Secret.
+    reading: Mutex<HashMap<BackendLocation, Arc<tokio::sync::Mutex<()>>>>,
     clients: Mutex<HashMap<[u8; 32], Client>>,
     metrics: Arc<Metrics>,
 }
@@ -179,6 +185,7 @@ impl Resolver {
     pub fn new(metrics: Arc<Metrics>) -> Self {
         Resolver {
             inner: Mutex::default(),
+            reading: Mutex::default(),
             clients: Mutex::default(),
             metrics,
         }
@@ -186,7 +193,7 @@ impl Resolver {
 
     /// Reads the backend object and its credentials Secret now, and returns
     /// the backend with its client (used where a stale read would do harm:
-    /// deletion, the backend's own `Ready` check).
+    /// a revoke the backend refused, the backend's own `Ready` check).
     pub async fn resolve_fresh(
         &self,
         kube: &kube::Client,
@@ -202,16 +209,32 @@ impl Resolver {
         })
     }
 
+    /// The remembered backend at `at`, if fresh; else the invalidation count.
+    fn remembered(&self, at: &BackendLocation) -> Result<Backend, u64> {
+        let inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        match inner.0.get(at) {
+            Some((b, when)) if when.elapsed() < Self::TTL => Ok(b.clone()),
+            _ => Err(inner.1),
+        }
+    }
+
     /// [`Resolver::resolve_fresh`], from memory when possible.
     pub async fn resolve(&self, kube: &kube::Client, at: &BackendLocation) -> Result<Backend> {
-        let epoch = {
-            let inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
-            if let Some((b, when)) = inner.0.get(at)
-                && when.elapsed() < Self::TTL
-            {
-                return Ok(b.clone());
-            }
-            inner.1
+        if let Ok(b) = self.remembered(at) {
+            return Ok(b);
+        }
+        let reading = self
+            .reading
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(at.clone())
+            .or_default()
+            .clone();
+        let _one_at_a_time = reading.lock().await;
+        // Another resolve may have read it while this one waited.
+        let epoch = match self.remembered(at) {
+            Ok(b) => return Ok(b),
+            Err(epoch) => epoch,
         };
         let backend = self.resolve_fresh(kube, at).await?;
         let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
@@ -287,6 +310,23 @@ mod tests {
             assert_eq!(BackendLocation::parse(&loc.id()), Some(loc));
         }
         assert_eq!(BackendLocation::parse("Other/x/y"), None);
+    }
+
+    #[tokio::test]
+    async fn a_dead_backend_with_userinfo_in_its_url_is_reported_without_it() {
+        let resolver = Resolver::new(Arc::new(Metrics::default()));
+        // Nothing listens on port 1: the request fails in transport, and the
+        // client's error names the URL it tried.
+        let client = resolver
+            .client_for("http://admin:hunter2@127.0.0.1:1".into(), "tko_x", None)
+            .unwrap();
+        let e = Error::from(client.whoami().await.unwrap_err());
+        let shown = e.to_string();
+        assert!(
+            !shown.contains("hunter2") && !shown.contains("admin"),
+            "{shown}"
+        );
+        assert_eq!(e.condition_reason(), "BackendUnavailable");
     }
 
     #[test]

@@ -8,7 +8,9 @@ pub enum Error {
     #[error("Kubernetes API: {0}")]
     Kube(#[from] kube::Error),
 
-    #[error("tokenops backend: {0}")]
+    /// Shown without the userinfo of any URL in it (a backend URL may carry
+    /// credentials; see [`crate::redact`]).
+    #[error("tokenops backend: {}", crate::redact::redact_userinfo(&.0.to_string()))]
     Backend(#[from] tokenops_client::Error),
 
     #[error("{kind} {name:?} not found")]

@@ -1,15 +1,22 @@
 //! The tokenops Kubernetes operator: `ApiToken` custom resources become tokens
 //! on a tokenops backend and Secrets in the cluster, rotated before they expire.
 //!
-//! The reconcile of an `ApiToken` is a short pipeline, one module per step:
+//! The reconcile of an `ApiToken` is a short pipeline ([`reconcile`]), one
+//! module per step:
 //!
-//! 1. [`backend`] — dereference `spec.backendRef` into a backend client;
-//! 2. [`desired`] — validate the spec into the token it asks for;
-//! 3. observe the Secret ([`secret`]) and the token on the backend;
-//! 4. [`decide`] — the pure core: what to do next and when to look again;
-//! 5. [`controller`] — carry it out, write the Secret and the status, emit an Event.
+//! 1. [`reconcile::finalizer`] — added before anything is issued;
+//! 2. [`backend`] — dereference `spec.backendRef` into a backend client;
+//! 3. [`desired`] — validate the spec into the token it asks for;
+//! 4. [`reconcile::observe`] — the Secret ([`secret`]) and the token on the backend;
+//! 5. [`decide`] — the pure core: what to do next and when to look again;
+//! 6. [`reconcile::act`] — carry it out: [`reconcile::issue`],
+//!    [`reconcile::deliver`] (the Secret, restarts), [`reconcile::revoke`];
+//! 7. [`reconcile::status`] — the status, written only when it changed;
 //!
-//! `main.rs` is a thin command line over [`run`] and [`crd::all_yaml`].
+//! and [`reconcile::cleanup`] once deletion is requested. [`controller`] holds
+//! the watches that wake it and the caches it reads.
+//!
+//! `main.rs` is a thin command line over [`run()`] and [`crd::all_yaml`].
 
 pub mod backend;
 pub mod backend_controller;
@@ -19,8 +26,11 @@ pub mod decide;
 pub mod desired;
 pub mod error;
 pub mod http;
+pub mod kube_requests;
 pub mod leader;
 pub mod metrics;
+pub mod reconcile;
+pub mod redact;
 pub mod run;
 pub mod secret;
 

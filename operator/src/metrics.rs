@@ -25,6 +25,8 @@ pub struct Metrics {
     pub token_expiry: Family<Labels, Gauge<f64, AtomicU64>>,
     /// Reconcile duration.
     pub duration: Histogram,
+    /// Kubernetes API requests, by verb and resource (see [`crate::kube_requests`]).
+    pub kube_requests: Family<Labels, Counter>,
     /// Backend HTTP requests (every attempt), by client operation and outcome.
     pub backend_requests: Family<Labels, Histogram, fn() -> Histogram>,
 }
@@ -42,6 +44,7 @@ impl Default for Metrics {
         let rotations = Family::<Labels, Counter>::default();
         let token_expiry = Family::<Labels, Gauge<f64, AtomicU64>>::default();
         let duration = Histogram::new(exponential_buckets(0.01, 2.0, 12));
+        let kube_requests = Family::<Labels, Counter>::default();
         let backend_requests = Family::<Labels, Histogram, fn() -> Histogram>::new_with_constructor(
             backend_latency_histogram,
         );
@@ -49,6 +52,11 @@ impl Default for Metrics {
             "backend_request_duration_seconds",
             "Requests to tokenops backends (each attempt), by operation and outcome (HTTP status class, or error when no response arrived)",
             backend_requests.clone(),
+        );
+        registry.register(
+            "kube_requests",
+            "Kubernetes API requests sent, by verb (get, list, watch, create, apply, patch, update, delete) and resource",
+            kube_requests.clone(),
         );
         registry.register("reconciles", "Reconciles started", reconciles.clone());
         registry.register(
@@ -78,6 +86,7 @@ impl Default for Metrics {
             rotations,
             token_expiry,
             duration,
+            kube_requests,
             backend_requests,
         }
     }
@@ -87,6 +96,15 @@ impl Metrics {
     pub fn reconciled(&self, kind: &str) {
         self.reconciles
             .get_or_create(&vec![("kind", kind.to_string())])
+            .inc();
+    }
+
+    pub fn kube_request(&self, verb: &str, resource: &str) {
+        self.kube_requests
+            .get_or_create(&vec![
+                ("verb", verb.to_string()),
+                ("resource", resource.to_string()),
+            ])
             .inc();
     }
 

@@ -402,8 +402,8 @@ async fn one_api_token_issues_exactly_one_token() {
 }
 
 /// A new `ApiToken` costs the backend one request, the create (its
-/// idempotency key makes a listing unnecessary), and the reconciles that the
-/// operator's own Secret and status writes wake read nothing from it.
+/// idempotency key makes a listing unnecessary), and a reconcile that the
+/// operator's own Secret and status writes wake, if any, reads nothing from it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_new_api_token_costs_the_backend_one_create() {
     let env = env().await;
@@ -419,9 +419,9 @@ async fn a_new_api_token_costs_the_backend_one_create() {
     assert_eq!(delta("POST /v1/tokens"), 1.0, "{after:?}");
     assert_eq!(delta("GET /v1/tokens"), 0.0, "listed: {after:?}");
     assert_eq!(delta("GET /v1/tokens/{id}"), 0.0, "read back: {after:?}");
-    // The finalizer and the issue (one reconcile since the finalizer patch no
-    // longer ends it), and at least one reconcile woken by our writes.
-    assert!(reconciles >= 2.0, "only {reconciles} reconciles");
+    // The finalizer and the issue in one reconcile (the finalizer patch no
+    // longer ends it); the events of our own writes wake at most one more.
+    assert!((1.0..=2.0).contains(&reconciles), "{reconciles} reconciles");
     // The backend's latency, by operation, in the operator's metrics.
     let created = support::metric(
         &env.metrics,
