@@ -21,9 +21,8 @@
 //! with its CPU apart from ours) and the operator (the release
 //! `tokenops-operator` binary, with a kubeconfig pointing at kube-memserver).
 //!
-//! Only kube-memserver is measured; there is no real-cluster mode yet (the
-//! e2e budget test `new_api_tokens_stay_within_five_kubernetes_requests_and_two_reconciles_each`
-//! counts the same way and runs on a real cluster with `TOKENOPS_E2E_KUBECONFIG`).
+//! With `TOKENOPS_E2E_KUBECONFIG=<kubeconfig>` it measures (1) and (2) against
+//! that cluster instead ([`cluster`]): the real-cluster figures of the README.
 //!
 //! `BENCH_TOKENS` (default 1000), `BENCH_ROTATIONS` (100), `BENCH_MEMORY_TOKENS`
 //! (10000), `BENCH_REPEAT` (3, for the backend baseline) and `BENCH_CONCURRENCY`
@@ -88,6 +87,9 @@ fn main() {
         .unwrap();
     rt.block_on(run());
 }
+
+#[path = "scale/cluster.rs"]
+mod cluster;
 
 // ---- the backend process ---------------------------------------------------
 
@@ -196,13 +198,22 @@ struct OperatorProcess {
 
 impl OperatorProcess {
     fn start(kubeconfig: &Path, log: &Path) -> OperatorProcess {
+        OperatorProcess::watching(kubeconfig, log, None)
+    }
+
+    /// The operator, watching only `namespace` when given (`WATCH_NAMESPACES`).
+    fn watching(kubeconfig: &Path, log: &Path, namespace: Option<&str>) -> OperatorProcess {
         let port = free_port();
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(log)
             .unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_tokenops-operator"))
+        let mut command = Command::new(env!("CARGO_BIN_EXE_tokenops-operator"));
+        if let Some(ns) = namespace {
+            command.env("WATCH_NAMESPACES", ns);
+        }
+        let child = command
             .env("KUBECONFIG", kubeconfig)
             .env("HTTP_ADDR", format!("127.0.0.1:{port}"))
             .env("RUST_LOG", "warn")
@@ -499,8 +510,8 @@ async fn wait_every(
     }
 }
 
-async fn setup_backend_objects(kube: &MemServer, ns: &str, backend: &BackendProcess) {
-    let secrets: Api<Secret> = Api::namespaced(kube.client(), ns);
+async fn setup_backend_objects(client: kube::Client, ns: &str, backend: &BackendProcess) {
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), ns);
     secrets
         .create(
             &PostParams::default(),
@@ -512,7 +523,7 @@ async fn setup_backend_objects(kube: &MemServer, ns: &str, backend: &BackendProc
         )
         .await
         .unwrap();
-    let backends: Api<crd::TokenBackend> = Api::namespaced(kube.client(), ns);
+    let backends: Api<crd::TokenBackend> = Api::namespaced(client, ns);
     backends
         .create(
             &PostParams::default(),
@@ -546,13 +557,13 @@ fn api_token(name: &str, lifetime: &str, renew_before: Option<&str>) -> ApiToken
 
 /// Creates `names` as `ApiToken`s in `ns`, [`KUBE_CLIENTS`] requests at a time.
 async fn create_api_tokens(
-    kube: &MemServer,
+    client: kube::Client,
     ns: &str,
     names: impl Iterator<Item = String>,
     lifetime: &str,
     renew_before: Option<&str>,
 ) {
-    let api: Api<ApiToken> = Api::namespaced(kube.client(), ns);
+    let api: Api<ApiToken> = Api::namespaced(client, ns);
     futures::stream::iter(names)
         .map(|name| {
             let api = api.clone();
@@ -612,7 +623,25 @@ async fn plain_client_writes(n: usize, requests: &BTreeMap<String, u64>) -> Dura
         kube.install_crd(serde_json::to_value(def).unwrap())
             .unwrap();
     }
-    create_api_tokens(&kube, NS, (0..n).map(|i| format!("t-{i}")), "720h", None).await;
+    plain_client_writes_to(kube.client(), NS, n, requests).await
+}
+
+/// [`plain_client_writes`] against any API server: creates `n` `ApiToken`s in
+/// `ns` (not timed), then times their writes.
+async fn plain_client_writes_to(
+    client: kube::Client,
+    ns: &str,
+    n: usize,
+    requests: &BTreeMap<String, u64>,
+) -> Duration {
+    create_api_tokens(
+        client.clone(),
+        ns,
+        (0..n).map(|i| format!("t-{i}")),
+        "720h",
+        None,
+    )
+    .await;
     let each = |kind: &str| requests.get(kind).copied().unwrap_or(0) as f64 / n as f64 >= 0.5;
     let (finalizer, secret, status, event) = (
         each("patch apitokens"),
@@ -620,14 +649,15 @@ async fn plain_client_writes(n: usize, requests: &BTreeMap<String, u64>) -> Dura
         each("apply apitokens/status"),
         each("create events"),
     );
-    let client = kube.client();
     let start = Instant::now();
     futures::stream::iter(0..n)
         .map(|i| {
             let client = client.clone();
+            let ns = ns.to_string();
             async move {
+                let ns = ns.as_str();
                 let name = format!("t-{i}");
-                let tokens: Api<ApiToken> = Api::namespaced(client.clone(), NS);
+                let tokens: Api<ApiToken> = Api::namespaced(client.clone(), ns);
                 let apply = kube::api::PatchParams::apply("tokenops-operator").force();
                 if finalizer {
                     let patch: json_patch::Patch = serde_json::from_value(json!([
@@ -641,7 +671,7 @@ async fn plain_client_writes(n: usize, requests: &BTreeMap<String, u64>) -> Dura
                         .unwrap();
                 }
                 if secret {
-                    let secrets: Api<Secret> = Api::namespaced(client.clone(), NS);
+                    let secrets: Api<Secret> = Api::namespaced(client.clone(), ns);
                     let body = json!({
                         "apiVersion": "v1", "kind": "Secret",
                         "metadata": {"name": name, "labels": {"app.kubernetes.io/managed-by": "tokenops-operator"}},
@@ -664,14 +694,14 @@ async fn plain_client_writes(n: usize, requests: &BTreeMap<String, u64>) -> Dura
                 }
                 if event {
                     let events: Api<k8s_openapi::api::events::v1::Event> =
-                        Api::namespaced(client.clone(), NS);
+                        Api::namespaced(client.clone(), ns);
                     let body: k8s_openapi::api::events::v1::Event = serde_json::from_value(json!({
                         "metadata": {"generateName": format!("{name}.")},
                         "eventTime": Utc::now(),
                         "reason": "Issued", "action": "Issued", "type": "Normal",
                         "note": "plain client", "reportingController": "tokenops-operator",
                         "reportingInstance": "bench",
-                        "regarding": {"apiVersion": "tokenops.dev/v1alpha1", "kind": "ApiToken", "namespace": NS, "name": name},
+                        "regarding": {"apiVersion": "tokenops.dev/v1alpha1", "kind": "ApiToken", "namespace": ns, "name": name},
                     }))
                     .unwrap();
                     events.create(&PostParams::default(), &body).await.unwrap();
@@ -682,6 +712,25 @@ async fn plain_client_writes(n: usize, requests: &BTreeMap<String, u64>) -> Dura
         .for_each(|_| async {})
         .await;
     start.elapsed()
+}
+
+/// The backend alone: `tokens` creates on a fresh backend, `repeat` times;
+/// the median time in seconds.
+async fn backend_baseline(dir: &Path, tokens: usize, repeat: usize) -> f64 {
+    let mut runs = Vec::new();
+    for i in 0..repeat {
+        let backend = BackendProcess::start(dir, &format!("baseline-{i}"));
+        let cpu = cpu_seconds(&format!("/proc/{}/stat", backend.child.id()));
+        let took = backend_creates(&backend, tokens, concurrency()).await;
+        println!(
+            "backend alone, run {}: {tokens} creates in {:.2} s; backend CPU {:.2} s",
+            i + 1,
+            took.as_secs_f64(),
+            cpu_seconds(&format!("/proc/{}/stat", backend.child.id())) - cpu
+        );
+        runs.push(took.as_secs_f64());
+    }
+    median(runs)
 }
 
 fn uuid_like(i: usize) -> String {
@@ -720,6 +769,9 @@ fn row(
 }
 
 async fn run() {
+    if let Some(kubeconfig) = cluster::kubeconfig() {
+        return cluster::run(&kubeconfig).await;
+    }
     let tokens = env_num("BENCH_TOKENS", 1000);
     let rotations = env_num("BENCH_ROTATIONS", 100);
     let memory_tokens = env_num("BENCH_MEMORY_TOKENS", 10_000).max(tokens);
@@ -734,20 +786,7 @@ async fn run() {
     let mut rows = Vec::new();
 
     // --- 1. the backend alone ---
-    let mut baseline = Vec::new();
-    for i in 0..repeat {
-        let backend = BackendProcess::start(dir.path(), &format!("baseline-{i}"));
-        let cpu = cpu_seconds(&format!("/proc/{}/stat", backend.child.id()));
-        let took = backend_creates(&backend, tokens, concurrency()).await;
-        println!(
-            "backend alone, run {}: {tokens} creates in {:.2} s; backend CPU {:.2} s",
-            i + 1,
-            took.as_secs_f64(),
-            cpu_seconds(&format!("/proc/{}/stat", backend.child.id())) - cpu
-        );
-        baseline.push(took.as_secs_f64());
-    }
-    let baseline = median(baseline);
+    let baseline = backend_baseline(dir.path(), tokens, repeat).await;
     rows.push(row(
         format!(
             "backend alone: {tokens} creates ({} in flight), median of {repeat}",
@@ -770,8 +809,8 @@ async fn run() {
             .unwrap();
     }
     let backend = BackendProcess::start(dir.path(), "operator");
-    setup_backend_objects(&kube, NS, &backend).await;
-    setup_backend_objects(&kube, ROTATION_NS, &backend).await;
+    setup_backend_objects(kube.client(), NS, &backend).await;
+    setup_backend_objects(kube.client(), ROTATION_NS, &backend).await;
     let kubeconfig = dir.path().join("kubeconfig");
     kube.write_kubeconfig(&kubeconfig).unwrap();
     let log = dir.path().join("operator.log");
@@ -795,7 +834,7 @@ async fn run() {
     let operator_metrics = operator.metrics().await;
     let start = Instant::now();
     let creating = create_api_tokens(
-        &kube,
+        kube.client(),
         NS,
         (0..tokens).map(|i| format!("t-{i}")),
         "720h",
@@ -958,7 +997,7 @@ async fn run() {
     // Renewal 20 s after issue: all are issued (and requeued) well before.
     let names: Vec<String> = (0..rotations).map(|i| format!("r-{i}")).collect();
     create_api_tokens(
-        &kube,
+        kube.client(),
         ROTATION_NS,
         names.iter().cloned(),
         "60s",
@@ -1051,7 +1090,7 @@ async fn run() {
     let cpu_before = Cpu::now(operator.pid(), backend.child.id(), &memserver_stat);
     let start = Instant::now();
     create_api_tokens(
-        &kube,
+        kube.client(),
         NS,
         (tokens..memory_tokens).map(|i| format!("t-{i}")),
         "720h",
