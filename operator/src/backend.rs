@@ -230,8 +230,28 @@ impl Resolver {
             .entry(at.clone())
             .or_default()
             .clone();
-        let _one_at_a_time = reading.lock().await;
-        // Another resolve may have read it while this one waited.
+        let one_at_a_time = reading.lock().await;
+        let result = self.read_and_remember(kube, at).await;
+        drop(one_at_a_time);
+        // The last one out removes the lock, so the map holds only locations
+        // being read now, not every location ever resolved.
+        let mut locks = self.reading.lock().unwrap_or_else(|e| e.into_inner());
+        if locks.get(at).is_some_and(|l| Arc::ptr_eq(l, &reading))
+            && Arc::strong_count(&reading) == 2
+        {
+            locks.remove(at);
+        }
+        result
+    }
+
+    /// Under the location's read lock: another resolve may have read it while
+    /// this one waited; else reads it and remembers it, unless an
+    /// invalidation came in between.
+    async fn read_and_remember(
+        &self,
+        kube: &kube::Client,
+        at: &BackendLocation,
+    ) -> Result<Backend> {
         let epoch = match self.remembered(at) {
             Ok(b) => return Ok(b),
             Err(epoch) => epoch,
@@ -327,6 +347,24 @@ mod tests {
             "{shown}"
         );
         assert_eq!(e.condition_reason(), "BackendUnavailable");
+    }
+
+    #[tokio::test]
+    async fn read_locks_are_kept_only_while_a_location_is_read() {
+        let resolver = Resolver::new(Arc::new(Metrics::default()));
+        // No API server listens on port 1: every read fails, after which no
+        // lock may stay behind, however many locations were tried.
+        let kube = kube::Client::try_from(kube::Config::new("http://127.0.0.1:1".parse().unwrap()))
+            .unwrap();
+        for i in 0..20 {
+            let at = BackendLocation {
+                kind: BackendKind::TokenBackend,
+                namespace: format!("team-{i}"),
+                name: "main".into(),
+            };
+            assert!(resolver.resolve(&kube, &at).await.is_err());
+        }
+        assert!(resolver.reading.lock().unwrap().is_empty());
     }
 
     #[test]

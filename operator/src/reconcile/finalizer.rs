@@ -5,7 +5,8 @@
 //! no other controller's finalizer is lost), against the object the controller
 //! handed us. A test that fails means the object changed meanwhile: the watch
 //! brings the newer copy and wakes the `ApiToken` again, so that is not an
-//! error. The patch answers with the object as it is now, and the same
+//! error (the reconcile still requeues itself shortly, in case that wake-up
+//! never comes). The patch answers with the object as it is now, and the same
 //! reconcile goes on with that copy (no requeue, no read).
 
 use kube::api::{Patch, PatchParams};

@@ -45,6 +45,9 @@ use crate::{Error, FINALIZER, Result};
 
 pub use observe::Caches;
 
+/// When a reconcile whose finalizer patch met a newer copy looks again.
+const FINALIZER_CONFLICT_RETRY: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// What every reconcile of one controller shares: the operator's context and
 /// the controller's caches.
 pub struct Reconciler {
@@ -96,7 +99,11 @@ pub fn error_policy(tok: Arc<ApiToken>, err: &Error, r: Arc<Reconciler>) -> Acti
 pub async fn apply(tok: ApiToken, ctx: &Context, caches: &Caches) -> Result<Action> {
     let handed_over = tok.resource_version();
     let Some(tok) = finalizer::add(tok, ctx).await? else {
-        return Ok(Action::await_change());
+        // The newer copy's watch event normally wakes us first; the requeue
+        // is the safety net should that event have been taken for one of our
+        // own writes (a cache far behind): it must not replace a renewal
+        // timer with nothing.
+        return Ok(Action::requeue(FINALIZER_CONFLICT_RETRY));
     };
     match pipeline(&tok, ctx, caches).await {
         Ok(action) => {

@@ -97,9 +97,26 @@ pub async fn write(
             &Patch::Apply(&patch),
         )
         .await?;
-    ctx.memory
-        .wrote_status(tok, status, written.resource_version());
+    // An apply that changed nothing answers with the object as it is now,
+    // whose resourceVersion may be someone else's change that no watch event
+    // has brought us yet: claim it as our write only when the answer differs
+    // from what we acted on in nothing but the status.
+    let ours = only_the_status_differs(tok, &written)
+        .then(|| written.resource_version())
+        .flatten();
+    ctx.memory.wrote_status(tok, status, ours);
     Ok(written.resource_version())
+}
+
+/// Whether `written` is `acted_on` with at most its status changed: the same
+/// spec (generation), annotations, labels, finalizers and deletion state.
+fn only_the_status_differs(acted_on: &ApiToken, written: &ApiToken) -> bool {
+    let (a, w) = (&acted_on.metadata, &written.metadata);
+    a.generation == w.generation
+        && a.annotations == w.annotations
+        && a.labels == w.labels
+        && a.finalizers == w.finalizers
+        && a.deletion_timestamp == w.deletion_timestamp
 }
 
 /// A failed apply: says why in the `Ready` condition; the error itself drives
@@ -123,5 +140,41 @@ pub async fn report_failure(tok: &ApiToken, ctx: &Context, e: Error) -> Result<A
         // Only a spec change can fix it, and that wakes us anyway.
         Error::InvalidSpec(_) => Ok(Action::await_change()),
         e => Err(e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn api_token(version: &str, generation: i64, annotations: serde_json::Value) -> ApiToken {
+        serde_json::from_value(json!({
+            "apiVersion": "tokenops.dev/v1alpha1", "kind": "ApiToken",
+            "metadata": {"name": "a", "namespace": "n", "uid": "u-1", "resourceVersion": version,
+                         "generation": generation, "annotations": annotations,
+                         "finalizers": [crate::FINALIZER]},
+            "spec": {"backendRef": {"name": "b"}},
+            "status": {"tokenId": "t-1"}
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn a_status_write_claims_only_a_version_that_changed_nothing_else() {
+        let acted_on = api_token("2", 1, json!({}));
+        assert!(only_the_status_differs(
+            &acted_on,
+            &api_token("3", 1, json!({}))
+        ));
+        // The answer of a no-op apply carrying someone's spec edit or rotate
+        // request: that version is theirs, and its event must wake us.
+        assert!(!only_the_status_differs(
+            &acted_on,
+            &api_token("3", 2, json!({}))
+        ));
+        assert!(!only_the_status_differs(
+            &acted_on,
+            &api_token("3", 1, json!({"tokenops.dev/rotate": "1"}))
+        ));
     }
 }
