@@ -2,6 +2,8 @@
 //! HTTP) or a real cluster (`TOKENOPS_E2E_KUBECONFIG`, see `e2e/support.rs`),
 //! and a real tokenops-server on SQLite.
 
+#[path = "e2e/real_cluster.rs"]
+mod real_cluster;
 #[path = "e2e/support.rs"]
 mod support;
 

@@ -17,9 +17,7 @@ use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{Namespace, Secret};
 use k8s_openapi::api::events::v1::Event as K8sEvent;
-use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
-use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
-use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::api::{ListParams, Patch, PatchParams, PostParams};
 use kube::{Api, ResourceExt};
 use kube_memserver::MemServer;
 use serde_json::json;
@@ -35,21 +33,7 @@ use tokenops_testkit::TestServer;
 /// The operator's hash key in every test (replicas must share it).
 pub const HASH_KEY: &[u8] = b"test-key";
 
-/// The kubeconfig of a real cluster to run against, if any.
-pub fn real_cluster() -> Option<PathBuf> {
-    std::env::var_os("TOKENOPS_E2E_KUBECONFIG")
-        .filter(|p| !p.is_empty())
-        .map(PathBuf::from)
-}
-
-/// A client for the real cluster's kubeconfig.
-pub async fn real_client(path: &std::path::Path) -> kube::Client {
-    let kubeconfig = Kubeconfig::read_from(path).expect("TOKENOPS_E2E_KUBECONFIG is readable");
-    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
-        .await
-        .expect("a usable kubeconfig");
-    kube::Client::try_from(config).expect("a client")
-}
+use crate::real_cluster;
 
 /// Stops a task when dropped.
 pub struct AbortOnDrop(pub tokio::task::JoinHandle<()>);
@@ -78,7 +62,9 @@ impl Drop for NamespaceGuard {
                 .enable_all()
                 .build()
                 .expect("a runtime");
-            rt.block_on(async move { delete_test_namespace(real_client(&path).await, ns).await });
+            rt.block_on(async move {
+                delete_test_namespace(real_cluster::client(&path).await, ns).await
+            });
         });
         if cleanup.join().is_err() {
             eprintln!("cleaning up the test namespace failed");
@@ -89,36 +75,8 @@ impl Drop for NamespaceGuard {
 /// Deletes every `ApiToken` in `ns`, releases their finalizers, waits until
 /// they are gone, then deletes `ns` and waits until it is gone.
 async fn delete_test_namespace(client: kube::Client, ns: String) {
-    let tokens: Api<ApiToken> = Api::namespaced(client.clone(), &ns);
-    let _ = tokens
-        .delete_collection(&DeleteParams::default(), &ListParams::default())
-        .await;
-    if let Ok(list) = tokens.list(&ListParams::default()).await {
-        for t in list {
-            let _ = tokens
-                .patch(
-                    &t.name_any(),
-                    &PatchParams::default(),
-                    &Patch::Merge(json!({"metadata": {"finalizers": null}})),
-                )
-                .await;
-        }
-    }
-    eventually(60, "the test's ApiTokens to be gone", || async {
-        tokens
-            .list(&ListParams::default())
-            .await
-            .ok()
-            .filter(|l| l.items.is_empty())
-            .map(|_| ())
-    })
-    .await;
-    let namespaces: Api<Namespace> = Api::all(client);
-    let _ = namespaces.delete(&ns, &DeleteParams::default()).await;
-    eventually(120, "the test namespace to be gone", || async {
-        matches!(namespaces.get_opt(&ns).await, Ok(None)).then_some(())
-    })
-    .await;
+    real_cluster::delete_api_tokens(&client, &ns, true, Duration::from_secs(60)).await;
+    real_cluster::delete_namespace(&client, &ns, Duration::from_secs(120)).await;
 }
 
 /// How a test's environment starts.
@@ -172,7 +130,7 @@ pub async fn env_with(options: Options) -> Env {
         .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
         .with_test_writer()
         .try_init();
-    let (mem, client, ns, guard) = match real_cluster() {
+    let (mem, client, ns, guard) = match real_cluster::kubeconfig() {
         None => {
             let kube = MemServer::builder()
                 .watch_latency(options.watch_latency)
@@ -187,8 +145,8 @@ pub async fn env_with(options: Options) -> Env {
             (Some(kube), client, "team-a".to_string(), None)
         }
         Some(path) => {
-            let client = real_client(&path).await;
-            install_crds(&client).await;
+            let client = real_cluster::client(&path).await;
+            real_cluster::install_crds(&client).await;
             let ns = unique_namespace();
             Api::<Namespace>::all(client.clone())
                 .create(
@@ -251,33 +209,6 @@ pub async fn env_with(options: Options) -> Env {
         env.start_controller();
     }
     env
-}
-
-/// Applies the committed CRDs (what `kubectl apply -f crds/` does) and waits
-/// until the cluster serves them.
-async fn install_crds(client: &kube::Client) {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../crds");
-    let api: Api<CustomResourceDefinition> = Api::all(client.clone());
-    for (file, _) in crd::all() {
-        let text = std::fs::read_to_string(dir.join(file)).unwrap();
-        let def: CustomResourceDefinition = serde_saphyr::from_str(&text).unwrap();
-        api.patch(
-            &def.name_any(),
-            &PatchParams::apply("tokenops-e2e").force(),
-            &Patch::Apply(&def),
-        )
-        .await
-        .expect("applying a CRD");
-        eventually(30, "the CRD to be established", || async {
-            let got = api.get(&def.name_any()).await.ok()?;
-            got.status?
-                .conditions?
-                .iter()
-                .any(|c| c.type_ == "Established" && c.status == "True")
-                .then_some(())
-        })
-        .await;
-    }
 }
 
 fn unique_namespace() -> String {
